@@ -1,0 +1,41 @@
+# callbill — the two commands a newcomer types: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CALLBILL := $(VENV)/bin/callbill
+
+.PHONY: demo test unit up down status bench install clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "callbill needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,rocksdb]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install            ## stack up, a real worker, the samples through the pipeline, a report
+	$(CALLBILL) demo
+
+test: install            ## the whole suite; starts its own Kafka unless CALLBILL_KAFKA_BOOTSTRAP is set
+	$(PY) -m pytest -q
+
+unit: install            ## pure-logic tests only (no broker)
+	$(PY) -m pytest -q tests/test_domain_intake.py tests/test_schemas.py tests/test_settings.py
+
+up: install              ## local Kafka (KRaft), SeaweedFS S3 and the SMTP sink, under ./var
+	$(CALLBILL) dev up
+
+down: install
+	$(CALLBILL) dev down
+
+status: install
+	$(CALLBILL) dev status
+
+bench: install           ## throughput beside raw aiokafka ceilings; results in bench/results/
+	$(PY) -m bench.ingest
+
+clean:
+	-$(CALLBILL) dev down
+	rm -rf $(VENV) var callbill.egg-info

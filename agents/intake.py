@@ -1,0 +1,42 @@
+"""callbill.interactions -> callbill.billable: billable, customer known, first time seen.
+
+Every decision is audited; nothing is dropped silently. A missing customer goes to review
+(the guide's first trap), a repeat is counted on the ledger and never forwarded.
+"""
+from __future__ import annotations
+
+import faust
+
+from agents.routing import audit, guarded, parse, publish, review
+from app.main import app, settings, topics
+from domain.intake import Outcome, decide
+from schemas.events import InteractionCompleted, utcnow
+from tables.ledger import get_entry, put_entry
+
+STAGE = "intake"
+
+
+async def handle(event: faust.EventT) -> None:
+    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
+    iid = interaction.interactionId
+    decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow())
+    if decision.entry is not None:
+        put_entry(iid, decision.entry)
+    match decision.outcome:
+        case Outcome.NOT_BILLABLE:
+            await audit(STAGE, iid, decision.outcome, "wrap-up code is not billable")
+        case Outcome.DUPLICATE:
+            await audit(STAGE, iid, decision.outcome, "already in the ledger", count=decision.entry.duplicates)
+        case Outcome.MISSING_CUSTOMER:
+            await review(STAGE, iid, Outcome.MISSING_CUSTOMER, interaction,
+                         detail="the interaction has no customer id; fix the contact and resubmit")
+            await audit(STAGE, iid, "REVIEW", Outcome.MISSING_CUSTOMER)
+        case Outcome.FORWARD:
+            await publish("callbill.billable", iid, interaction)
+            put_entry(iid, decision.entry.model_copy(update={"forwarded": True}))
+            await audit(STAGE, iid, decision.outcome)
+
+
+@app.agent(topics["callbill.interactions"], name="intake")
+async def intake(stream: faust.StreamT) -> None:
+    await guarded(STAGE, stream, handle)

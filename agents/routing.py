@@ -1,0 +1,116 @@
+"""How agents write their results, and the guard that keeps one bad message from killing them.
+
+An exception escaping a Faust agent acks its message, so the message is lost. The guard
+classifies instead: Kafka trouble is retried (the message is still ours), anything else
+is poison and goes whole to the dead-letter topic with its reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Awaitable, Callable
+
+import faust
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from app.logs import get_logger
+from app.main import topics
+from app.metrics import STAGE_LATENCY, STAGE_OUTCOMES
+from schemas.errors import summary
+from schemas.events import AuditEvent, DeadLetter, ReviewItem
+
+log = get_logger("agents")
+
+
+class Poison(Exception):
+    """A message that will never be processable as it is; the text is the DLQ reason."""
+
+
+async def publish(topic: str, key: str, value: BaseModel) -> None:
+    """Send and wait for the broker's acknowledgement (acks=all)."""
+    fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode())
+    await fut
+
+
+async def audit(stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
+    STAGE_OUTCOMES.labels(stage, outcome).inc()
+    log.info("decision", extra={"interactionId": interaction_id, "stage": stage, "outcome": outcome, "reason": reason})
+    await publish("callbill.audit", interaction_id,
+                  AuditEvent(interactionId=interaction_id, stage=stage, outcome=outcome, reason=reason, **extra))
+
+
+async def review(stage: str, interaction_id: str, reason: str, interaction: BaseModel | None = None,
+                 detail: str | None = None) -> None:
+    await publish("callbill.review", interaction_id, ReviewItem(
+        interactionId=interaction_id, stage=stage, reason=reason, detail=detail,
+        interaction=interaction.model_dump(mode="json") if interaction else None,
+    ))
+
+
+async def dead_letter(stage: str, event: faust.EventT, reason: str) -> None:
+    msg = event.message
+    key = msg.key if isinstance(msg.key, bytes) else None
+    value = msg.value if isinstance(msg.value, bytes) else None
+    STAGE_OUTCOMES.labels(stage, "DEAD_LETTER").inc()
+    log.warning("dead letter", extra={"stage": stage, "reason": reason})
+    dl = DeadLetter(
+        stage=stage, reason=reason, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+        key=base64.b64encode(key).decode() if key is not None else None,
+        value=base64.b64encode(value).decode() if value is not None else None,
+    )
+    fut = await topics["callbill.dlq"].send(key=key, value=dl.model_dump_json().encode())
+    await fut
+
+
+def parse(model: type[BaseModel], raw: object) -> BaseModel:
+    """Validate raw bytes (a topic value) or an already decoded dict; Poison if invalid."""
+    if not raw:
+        raise Poison("value is empty")
+    try:
+        if isinstance(raw, dict):
+            return model.model_validate(raw)
+        if isinstance(raw, (bytes, str)):
+            return model.model_validate_json(raw)
+        raise Poison(f"value of type {type(raw).__name__} is not JSON")
+    except ValidationError as e:
+        raise Poison(f"invalid {model.__name__}: {summary(e)}"[:1000]) from None
+
+
+RETRYABLE = (KafkaError, asyncio.TimeoutError, ConnectionError)
+
+
+async def guarded(stage: str, stream: faust.StreamT,
+                  handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
+    """Run `handle` for each event; nothing escapes."""
+    async for event in stream.events():
+        started = time.perf_counter()
+        delay = 0.2
+        while True:
+            try:
+                await handle(event)
+                break
+            except Poison as e:
+                await _dead_letter_or_log(stage, event, str(e))
+                break
+            except RETRYABLE as e:
+                log.warning("kafka unavailable, retrying", extra={"stage": stage, "reason": type(e).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as e:  # noqa: BLE001 - the point: never let one message kill the agent
+                log.exception("unexpected error", extra={"stage": stage, "reason": type(e).__name__})
+                await _dead_letter_or_log(stage, event, f"unexpected {type(e).__name__} in {stage}")
+                break
+        STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
+
+
+async def _dead_letter_or_log(stage: str, event: faust.EventT, reason: str) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await dead_letter(stage, event, reason)
+            return
+        except RETRYABLE:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,185 @@
+"""The HTTP bridge: Genesys events in, durably on `genesys.events`, or a clear refusal.
+
+202 means Kafka acknowledged the write (acks=all); anything else means the sender keeps
+the event and may retry. Errors name the field and the rule, never echo the input.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from faust.web import Request, Response, View
+from pydantic import BaseModel, ValidationError
+
+from app.logs import get_logger
+from app.main import app, settings
+from app.metrics import BRIDGE_LATENCY, BRIDGE_REQUESTS
+from app.topics import topic_name
+from schemas.errors import field_errors
+from schemas.events import utcnow
+from schemas.genesys import EventBridgeEvent, GenesysEvent, WebhookPayload
+
+log = get_logger("bridge")
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, error: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(error)
+        self.status, self.error, self.headers, self.extra = status, error, headers, extra
+
+
+class EventProducer:
+    """A producer of the bridge's own, so a Kafka outage is a quick 503, not a hung request."""
+
+    def __init__(self) -> None:
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                p = AIOKafkaProducer(
+                    bootstrap_servers=settings.kafka_bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=1,
+                    request_timeout_ms=int(settings.bridge_ack_timeout * 1000),
+                    client_id=f"{settings.app_id}-bridge",
+                )
+                try:
+                    await asyncio.wait_for(p.start(), settings.bridge_ack_timeout)
+                except BaseException:
+                    await _quiet_stop(p)
+                    raise
+                self._producer = p
+            return self._producer
+
+    async def send(self, key: str, value: bytes) -> None:
+        producer = await self._get()
+        await asyncio.wait_for(
+            producer.send_and_wait(topic_name("genesys.events"), value=value, key=key.encode()),
+            settings.bridge_ack_timeout,
+        )
+
+    async def broker_reachable(self) -> bool:
+        try:
+            producer = await self._get()
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
+            return True
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await _quiet_stop(self._producer)
+            self._producer = None
+
+
+async def _quiet_stop(p: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(p.stop(), 5)
+    except Exception:  # noqa: BLE001 - stopping a broken producer must not raise
+        pass
+
+
+producer = EventProducer()
+
+
+@app.service
+class BridgeProducerService(faust.Service):
+    async def on_stop(self) -> None:
+        await producer.stop()
+
+
+async def read_body(request: Request) -> bytes:
+    limit = settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Refusal(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_auth(request: Request, body: bytes) -> None:
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    if not secret:
+        raise Refusal(401, "the bridge has no CALLBILL_WEBHOOK_SECRET configured")
+    signature = request.headers.get("X-Callbill-Signature")
+    if signature is not None:
+        expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(signature.strip().lower().encode(), expected.encode()):
+            return
+        raise Refusal(401, "X-Callbill-Signature does not match the body")
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        if hmac.compare_digest(auth[7:].strip().encode(), secret):
+            return
+        raise Refusal(401, "bearer token is not valid")
+    raise Refusal(401, "missing X-Callbill-Signature or Authorization: Bearer")
+
+
+def parse_json(request: Request, body: bytes) -> Any:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise Refusal(415, "Content-Type must be application/json")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Refusal(400, "body is not UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise Refusal(400, f"body is not valid JSON (line {e.lineno}, column {e.colno})") from None
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise Refusal(422, "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        fields = field_errors(e)
+        raise Refusal(422, "invalid " + ", ".join(f["field"] for f in fields), fields=fields) from None
+
+
+async def accept(endpoint: str, model: type[BaseModel], kind: str, view: View, request: Request) -> Response:
+    started = time.perf_counter()
+    try:
+        body = await read_body(request)
+        check_auth(request, body)
+        event = validate(model, parse_json(request, body))
+        key = event.interactionId if kind == "webhook" else event.conversation_id
+        record = GenesysEvent(kind=kind, receivedAt=utcnow(), payload=event.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        try:
+            await producer.send(key, record.model_dump_json().encode())
+        except (KafkaError, asyncio.TimeoutError, OSError) as e:
+            log.warning("kafka unavailable", extra={"stage": "bridge", "reason": type(e).__name__})
+            raise Refusal(503, "Kafka is unavailable; retry later",
+                          headers={"Retry-After": str(settings.bridge_retry_after)}) from None
+        BRIDGE_REQUESTS.labels(endpoint, "202").inc()
+        BRIDGE_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return view.json({"accepted": key}, status=202)
+    except Refusal as r:
+        BRIDGE_REQUESTS.labels(endpoint, str(r.status)).inc()
+        return view.json({"error": r.error, **r.extra}, status=r.status, headers=r.headers)
+
+
+@app.page("/genesys/webhook")
+class WebhookView(View):
+    async def post(self, request: Request) -> Response:
+        return await accept("webhook", WebhookPayload, "webhook", self, request)
+
+
+@app.page("/genesys/eventbridge")
+class EventBridgeView(View):
+    async def post(self, request: Request) -> Response:
+        return await accept("eventbridge", EventBridgeEvent, "eventbridge", self, request)

@@ -1,0 +1,149 @@
+"""`callbill demo`: the sample Genesys events through the real pipeline, and what became of each.
+
+It brings the local stack up (and down again if it started it), runs a real worker with
+a topic prefix of its own (so each demo run shows only its own events), posts every file
+in samples/ signed to the bridge, and reads the outcome of each from the audit, review
+and billable topics.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app import devstack
+from app.cli import sign
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "demo-webhook-secret"
+FINAL = {"intake", "assemble:EVENT_RECEIVED"}
+
+
+def main(argv: list[str]) -> int:
+    var = REPO / "var"
+    bootstrap = f"127.0.0.1:{devstack._env_int('CALLBILL_DEV_KAFKA_PORT', 9092)}"
+    kafka = devstack.LocalKafka(var / "kafka", port=int(bootstrap.rsplit(":", 1)[1]),
+                                controller_port=devstack._env_int("CALLBILL_DEV_KAFKA_CONTROLLER_PORT", 9093))
+    was_running = kafka.is_running()
+    print("== bringing the local stack up (Kafka KRaft, SeaweedFS S3, SMTP sink)")
+    if devstack.up(var) != 0:
+        return 1
+    run = f"demo-{time.strftime('%Y%m%d%H%M%S')}"
+    port = 6066 if devstack._port_bindable(6066) else 16066
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBILL_")}
+    env.update({
+        "CALLBILL_KAFKA_BOOTSTRAP": bootstrap, "CALLBILL_APP_ID": run, "CALLBILL_TOPIC_PREFIX": run + ".",
+        "CALLBILL_WEB_PORT": str(port), "CALLBILL_WEBHOOK_SECRET": SECRET, "CALLBILL_TOPIC_PARTITIONS": "2",
+        "CALLBILL_DATA_DIR": str(var / "demo" / run), "CALLBILL_LOG_LEVEL": "warn",
+    })
+    log_path = var / "demo" / f"{run}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"== starting a worker (app id {run}, web on 127.0.0.1:{port}, log {log_path.relative_to(REPO)})")
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, worker, log_path)
+        rows = _post_samples(url)
+        outcomes = asyncio.run(_outcomes(bootstrap, run + ".", {r["key"] for r in rows if r["key"]}))
+        _print_table(rows, outcomes)
+        ok = all(r["status"] == 202 for r in rows) and all(r["key"] in outcomes for r in rows)
+        return 0 if ok else 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if not was_running:
+            print("== stopping the local stack (it was not running before the demo)")
+            devstack.down(var)
+
+
+def _wait_ready(url: str, worker: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited; see {log_path}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"the worker was not ready after {timeout}s; see {log_path}")
+
+
+def _post_samples(url: str) -> list[dict]:
+    rows = []
+    for f in sorted((REPO / "samples").glob("*.json")):
+        doc = json.loads(f.read_text())
+        path = "/genesys/eventbridge" if "detail" in doc else "/genesys/webhook"
+        body = json.dumps(doc).encode()
+        r = httpx.post(url + path, content=body, timeout=15, headers={
+            "Content-Type": "application/json", "X-Callbill-Signature": sign(body, SECRET)})
+        key = r.json().get("accepted") if r.status_code == 202 else None
+        rows.append({"file": f.name, "path": path, "status": r.status_code, "key": key})
+        print(f"   POST {path:22} {f.name:36} -> {r.status_code}")
+    return rows
+
+
+async def _outcomes(bootstrap: str, prefix: str, keys: set[str], timeout: float = 60) -> dict[str, list[str]]:
+    """interactionId -> the decisions made about it, read back from the audit topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = prefix + "callbill.audit"
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    seen: dict[str, list[str]] = {}
+    try:
+        parts = (await c._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
+        c.assign([TopicPartition(topic, p) for p in parts])
+        await c.seek_to_beginning()
+        deadline = time.monotonic() + timeout
+        expected = len(keys) + 1  # the duplicate sample is decided twice
+        while time.monotonic() < deadline and sum(len(v) for v in _final(seen).values()) < expected:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    a = json.loads(m.value)
+                    seen.setdefault(a["interactionId"], []).append(f"{a['stage']}:{a['outcome']}")
+    finally:
+        await c.stop()
+    return seen
+
+
+def _final(seen: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {k: [d for d in v if d.startswith("intake:") or d == "assemble:EVENT_RECEIVED"] for k, v in seen.items()}
+
+
+WHERE = {
+    "intake:FORWARDED": "callbill.billable",
+    "intake:DUPLICATE": "callbill.audit (counted on the ledger)",
+    "intake:NOT_BILLABLE": "callbill.audit",
+    "intake:REVIEW": "callbill.review (MISSING_CUSTOMER)",
+    "assemble:EVENT_RECEIVED": "genesys.events (awaits its partner events)",
+}
+
+
+def _print_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
+    final = _final(outcomes)
+    used: dict[str, int] = {}
+    print("\n== what happened to each event")
+    print(f"{'sample':36} {'interaction':38} {'outcome':14} topic")
+    for r in rows:
+        key = r["key"] or "-"
+        decisions = final.get(key, [])
+        i = used.get(key, 0)
+        used[key] = i + 1
+        d = decisions[i] if i < len(decisions) else "(no decision yet)"
+        outcome = d.split(":", 1)[-1]
+        print(f"{r['file']:36} {key:38} {outcome:14} {WHERE.get(d, '-')}")
+    print()

@@ -1,0 +1,40 @@
+"""Structured JSON logs. Messages name interactionIds and reasons, never personal data."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("interactionId", "stage", "outcome", "reason"):
+            if hasattr(record, key):
+                doc[key] = getattr(record, key)
+        if record.exc_info:
+            # the type and where, not the text: exception messages can echo input
+            etype = record.exc_info[0]
+            doc["exception"] = etype.__name__ if etype else None
+        return json.dumps(doc)
+
+
+def configure_logging(level: str) -> None:
+    log = logging.getLogger("callbill")
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    log.addHandler(handler)
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"callbill.{name}")

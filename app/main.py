@@ -1,0 +1,49 @@
+"""The Faust application: one app, its topics and tables; agents and views register on it."""
+from __future__ import annotations
+
+import faust
+
+from app import topics as topic_specs
+from app.logs import configure_logging
+from app.settings import get_settings
+
+settings = get_settings()
+configure_logging(settings.log_level)
+settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+class CallbillApp(faust.App):
+    async def on_start(self) -> None:
+        # Topics must exist before the consumer subscribes, or the first assignment
+        # skips them and nothing is consumed until the next metadata refresh.
+        await topic_specs.ensure_topics()
+        await super().on_start()
+
+
+app = CallbillApp(
+    settings.app_id,
+    broker=settings.broker_url,
+    store=settings.store,
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication,
+    topic_allow_declare=True,
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    web_host=settings.web_host,
+    # The built-in table pages would serve the customer directory to anyone.
+    web_tables_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_router_enabled=False,
+    web_metrics_enabled=False,
+)
+
+topics = topic_specs.declare(app)
+
+
+# Register agents and web views by plain import, not autodiscovery: autodiscovery turns
+# an import error into a warning and starts a worker without the agent.
+from agents import assemble, intake  # noqa: E402,F401
+from app import bridge, health  # noqa: E402,F401

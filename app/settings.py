@@ -1,0 +1,70 @@
+"""The one settings object: every knob is a `CALLBILL_*` environment variable.
+
+`.env.example` lists each of them with its default; keep the two in step
+(`tests/test_settings.py` checks it).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLBILL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- Kafka and the Faust app -------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    app_id: str = Field("callbill", description="Faust app id: the consumer group and the prefix of table changelogs.")
+    topic_prefix: str = Field("", description="Prefix for every topic name (isolates tests and tenants sharing a cluster).")
+    topic_partitions: int = Field(8, ge=1, description="Partitions of the pipeline topics (the unit of parallelism).")
+    topic_replication: int = Field(1, ge=1, description="Replication factor for topics callbill creates (3 in production).")
+    store: str = Field("memory://", description="Table store: memory:// (tests, demo) or rocksdb:// (production).")
+    data_dir: Path = Field(Path("var/worker"), description="Faust data directory (RocksDB files live here).")
+    web_port: int = Field(6066, description="Port of the worker's web server (bridge, health, metrics).")
+    web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to.")
+    log_level: str = Field("info", description="Log level of the worker.")
+
+    # --- Bridge ------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(None, description="Shared secret for X-Callbill-Signature HMAC or Bearer auth. Unset: the bridge refuses every event (401).")
+    admin_token: SecretStr | None = Field(None, description="Token for operator pages and APIs. Unset: they are closed.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted request body at the bridge (413 above).")
+    bridge_ack_timeout: float = Field(5.0, gt=0, description="Seconds the bridge waits for Kafka to acknowledge before answering 503.")
+    bridge_retry_after: int = Field(5, ge=1, description="Retry-After seconds in the bridge's 503 answers.")
+
+    # --- Intake ------------------------------------------------------------------
+    billable_codes: str = Field("Billable Service", description="Comma-separated wrap-up code names (or ids) that are billable; compared case-insensitively.")
+
+    # --- Later stages (contracts from the architecture) ---------------------------
+    erp_url: str | None = Field(None, description="ERP base URL; unset: the built-in rate card issues invoices.")
+    storage_url: str = Field("file://var/invoices", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS).")
+    smtp_url: str = Field("smtp://127.0.0.1:2525", description="SMTP server for invoice mail, smtp://host:port.")
+    mail_from: str = Field("invoices@callbill.example", description="From address of invoice mail.")
+    genesys_region: str = Field("mypurecloud.com", description="Genesys Cloud region domain (e.g. mypurecloud.ie).")
+    genesys_client_id: str | None = Field(None, description="Genesys Cloud OAuth client id (client credentials).")
+    genesys_client_secret: SecretStr | None = Field(None, description="Genesys Cloud OAuth client secret.")
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, v: str) -> str:
+        if not (v.startswith("memory://") or v.startswith("rocksdb://")):
+            raise ValueError("CALLBILL_STORE must be memory:// or rocksdb://")
+        return v
+
+    @property
+    def billable_code_set(self) -> frozenset[str]:
+        return frozenset(c.strip().casefold() for c in self.billable_codes.split(",") if c.strip())
+
+    @property
+    def broker_url(self) -> str:
+        return ",".join(f"kafka://{h.strip()}" for h in self.kafka_bootstrap.split(",") if h.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,99 @@
+"""The one place that declares every topic: name, partitions, retention, compaction.
+
+Everything after the bridge is keyed by interactionId, so an interaction stays on one
+partition and its ledger entry is local. Pipeline topics share one partition count so
+tables stay co-partitioned with the streams that update them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import faust
+
+from app.settings import get_settings
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    doc: str
+    retention: timedelta | None = None  # None: the broker default
+    compacted: bool = False
+    partitions: int | None = None  # None: CALLBILL_TOPIC_PARTITIONS
+
+
+SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec("genesys.events", "raw Genesys events from the bridge, keyed by conversation id", 14 * DAY),
+    TopicSpec("callbill.interactions", "one canonical InteractionCompleted per interaction", 30 * DAY),
+    TopicSpec("callbill.billable", "unique billable interactions with a known customer", 30 * DAY),
+    TopicSpec("callbill.invoices", "issued invoices", 90 * DAY),
+    TopicSpec("callbill.documents", "stored invoice PDFs and their links", 90 * DAY),
+    TopicSpec("callbill.deliveries", "delivery outcomes", 90 * DAY),
+    TopicSpec("callbill.review", "items that need a person, with the reason", 90 * DAY),
+    TopicSpec("callbill.audit", "every decision of every stage (no personal data)", 365 * DAY),
+    TopicSpec("callbill.postal", "print jobs for the postal vendor", 30 * DAY),
+    TopicSpec("callbill.retry", "work parked after its retry budget ran out", 14 * DAY),
+    TopicSpec("callbill.dlq", "messages that could not be parsed, with the reason and raw bytes", 90 * DAY),
+    TopicSpec("callbill.bounces", "hard bounces and complaints", 90 * DAY),
+    TopicSpec("crm.customers", "customer directory (key customerId, null value deletes)", compacted=True),
+)
+
+
+def topic_config(spec: TopicSpec) -> dict[str, str]:
+    conf = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+    if spec.retention is not None:
+        conf["retention.ms"] = str(int(spec.retention.total_seconds() * 1000))
+    return conf
+
+
+async def ensure_topics(bootstrap: str | None = None) -> list[str]:
+    """Create the missing topics (before any consumer subscribes); returns those created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    s = get_settings()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or s.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(topic_name(spec.name), spec.partitions or s.topic_partitions, s.topic_replication,
+                     topic_configs=topic_config(spec))
+            for spec in SPECS if topic_name(spec.name) not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:  # another worker won the race
+                pass
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+def topic_name(base: str) -> str:
+    return get_settings().topic_prefix + base
+
+
+def declare(app: faust.App) -> dict[str, faust.TopicT]:
+    """Faust topic objects for every spec; `internal=True` makes the worker create them."""
+    s = get_settings()
+    topics = {}
+    for spec in SPECS:
+        topics[spec.name] = app.topic(
+            topic_name(spec.name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partitions or s.topic_partitions,
+            replicas=s.topic_replication,
+            retention=spec.retention,
+            compacting=spec.compacted or None,
+            deleting=None if spec.compacted else True,
+            internal=True,
+        )
+    return topics

@@ -1,0 +1,1 @@
+"""Pure business rules: no Kafka, no HTTP, no clock reads except where passed in."""

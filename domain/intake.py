@@ -1,0 +1,72 @@
+"""Which interactions go on to billing: billable, with a customer, and not seen before."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from domain.ledger import LedgerEntry, State
+from schemas.events import InteractionCompleted
+from schemas.genesys import WebhookPayload
+
+
+class Outcome(StrEnum):
+    FORWARD = "FORWARDED"
+    NOT_BILLABLE = "NOT_BILLABLE"
+    MISSING_CUSTOMER = "MISSING_CUSTOMER"
+    DUPLICATE = "DUPLICATE"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    entry: LedgerEntry | None  # the ledger entry to write; None: leave the ledger alone
+
+
+def interaction_from_webhook(p: WebhookPayload) -> InteractionCompleted:
+    """The guide's payload carries the start time and the duration; the end follows."""
+    return InteractionCompleted(
+        interactionId=p.interactionId,
+        source="webhook",
+        customerId=p.customerId or None,
+        startedAt=p.timestamp,
+        endedAt=p.timestamp + timedelta(seconds=p.durationSeconds),
+        durationSeconds=p.durationSeconds,
+        agentName=p.agentName,
+        serviceType=p.serviceType,
+        wrapupCode=p.billingCode,
+    )
+
+
+def is_billable(i: InteractionCompleted, billable_codes: frozenset[str]) -> bool:
+    return any(
+        code is not None and code.strip().casefold() in billable_codes
+        for code in (i.wrapupCode, i.wrapupCodeId)
+    )
+
+
+def decide(
+    i: InteractionCompleted,
+    entry: LedgerEntry | None,
+    billable_codes: frozenset[str],
+    now: datetime,
+) -> Decision:
+    if not is_billable(i, billable_codes):
+        return Decision(Outcome.NOT_BILLABLE, None)
+    has_customer = bool(i.customerId and i.customerId.strip())
+    if entry is not None:
+        retry_review = entry.state is State.REVIEW and has_customer
+        unfinished = entry.state is State.RECEIVED and not entry.forwarded
+        if not (retry_review or unfinished):
+            return Decision(Outcome.DUPLICATE, entry.touched(now, duplicates=entry.duplicates + 1))
+    first = entry.firstSeen if entry else now
+    if not has_customer:
+        return Decision(
+            Outcome.MISSING_CUSTOMER,
+            LedgerEntry(state=State.REVIEW, firstSeen=first, updatedAt=now, reason=Outcome.MISSING_CUSTOMER),
+        )
+    return Decision(
+        Outcome.FORWARD,
+        LedgerEntry(state=State.RECEIVED, firstSeen=first, updatedAt=now, forwarded=False,
+                    duplicates=entry.duplicates if entry else 0),
+    )

@@ -1,0 +1,63 @@
+"""Values on callbill's own topics. All keyed by interactionId."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class InteractionCompleted(BaseModel):
+    """One canonical record per ended interaction, whichever path it came by."""
+
+    interactionId: str
+    source: Literal["webhook", "eventbridge", "backfill"]
+    customerId: str | None = None
+    startedAt: AwareDatetime | None = None
+    endedAt: AwareDatetime
+    durationSeconds: int = Field(ge=0)
+    agentName: str | None = None
+    serviceType: str | None = None
+    wrapupCode: str | None = None
+    wrapupCodeId: str | None = None
+    mediaType: str | None = None
+
+
+class AuditEvent(BaseModel):
+    """A decision, for the audit trail. Never carries personal data."""
+
+    interactionId: str
+    stage: str
+    outcome: str
+    reason: str | None = None
+    time: AwareDatetime = Field(default_factory=utcnow)
+    actor: str = "callbill"
+    count: int | None = None
+
+
+class ReviewItem(BaseModel):
+    """Work a person must look at; carries what the reviewer needs to fix and resubmit."""
+
+    interactionId: str
+    stage: str
+    reason: str
+    detail: str | None = None
+    time: AwareDatetime = Field(default_factory=utcnow)
+    interaction: dict[str, Any] | None = None
+
+
+class DeadLetter(BaseModel):
+    """A message no stage could read, kept whole so it can be fixed and replayed."""
+
+    stage: str
+    reason: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None  # base64
+    value: str | None = None  # base64 of the raw bytes
+    time: AwareDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,81 @@
+"""What Genesys Cloud (or the guide's webhook) sends to the bridge.
+
+Strict types: a mistyped field is refused at the bridge with its name, rather than
+coerced into something nobody sent.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+EVENT_TOPIC = re.compile(
+    r"^v2\.detail\.events\.conversation\.(?P<id>[A-Za-z0-9._\-]{1,128})\.(?P<kind>customer\.end|user\.end|acw|wrapup)$"
+)
+
+
+class WebhookPayload(BaseModel):
+    """The guide's flat payload (section 1, 'Payload Structure for External Trigger')."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    interactionId: StrictStr = Field(pattern=ID_PATTERN)
+    # null, empty or absent are all accepted here: intake routes them to review
+    # (the guide's first trap), it must not be a 4xx that the sender drops.
+    customerId: StrictStr | None = Field(None, max_length=128)
+    timestamp: AwareDatetime
+    durationSeconds: StrictInt = Field(ge=0, le=7 * 24 * 3600)
+    agentName: StrictStr | None = Field(None, max_length=256)
+    serviceType: StrictStr | None = Field(None, max_length=256)
+    billingCode: StrictStr = Field(max_length=256)
+
+
+class EventBridgeDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    topicName: StrictStr
+    version: StrictStr | None = None
+    eventBody: dict[str, Any]
+    metadata: dict[str, Any] | None = None
+    timestamp: StrictStr | None = None
+
+
+class EventBridgeEvent(BaseModel):
+    """An Amazon EventBridge event carrying a Genesys conversation detail event."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    detail_type: StrictStr | None = Field(None, alias="detail-type")
+    source: StrictStr | None = None
+    detail: EventBridgeDetail
+
+    @model_validator(mode="after")
+    def _topic_names_conversation(self) -> "EventBridgeEvent":
+        m = EVENT_TOPIC.match(self.detail.topicName)
+        if not m:
+            raise ValueError(
+                "detail.topicName must be v2.detail.events.conversation.{id}."
+                "(customer.end|user.end|acw|wrapup)"
+            )
+        body_id = self.detail.eventBody.get("conversationId")
+        if body_id is not None and body_id != m["id"]:
+            raise ValueError("detail.eventBody.conversationId does not match the id in detail.topicName")
+        return self
+
+    @property
+    def conversation_id(self) -> str:
+        return EVENT_TOPIC.match(self.detail.topicName)["id"]  # type: ignore[index]
+
+    @property
+    def event_kind(self) -> str:
+        return EVENT_TOPIC.match(self.detail.topicName)["kind"]  # type: ignore[index]
+
+
+class GenesysEvent(BaseModel):
+    """The value on `genesys.events`: what the bridge accepted, as it accepted it."""
+
+    kind: Literal["webhook", "eventbridge"]
+    receivedAt: AwareDatetime
+    payload: dict[str, Any]

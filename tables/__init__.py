@@ -1,0 +1,1 @@
+"""Faust tables (changelog-backed state)."""

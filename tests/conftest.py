@@ -1,0 +1,62 @@
+"""Session fixtures: a real Kafka broker for every test that needs one.
+
+Order of preference: CALLBILL_KAFKA_BOOTSTRAP (a broker you run), a testcontainers
+KafkaContainer where a Docker engine answers, else the project's own local Kafka
+(Maven Central jars, KRaft) started here and stopped at the end.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kafka_harness import Worker, docker_available, free_port  # noqa: E402
+
+# Settings are read once per process; keep the test process away from a developer's .env.
+for key in [k for k in os.environ if k.startswith("CALLBILL_") and k != "CALLBILL_KAFKA_BOOTSTRAP"]:
+    del os.environ[key]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    if os.environ.get("CALLBILL_KAFKA_BOOTSTRAP"):
+        yield os.environ["CALLBILL_KAFKA_BOOTSTRAP"]
+        return
+    if docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    from app.devstack import LocalKafka
+
+    kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    kafka.start()
+    try:
+        yield kafka.bootstrap
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def make_worker(kafka_bootstrap, tmp_path):
+    """Start workers on the session broker; each has its own app id and topic prefix."""
+    started: list[Worker] = []
+
+    def make(**kw) -> Worker:
+        w = Worker(bootstrap=kw.pop("bootstrap", kafka_bootstrap), tmp=tmp_path, **kw)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def worker(make_worker):
+    return make_worker().start()

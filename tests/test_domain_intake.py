@@ -1,0 +1,85 @@
+"""The intake rules, without Kafka."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from domain.intake import Outcome, decide, interaction_from_webhook, is_billable
+from domain.ledger import LedgerEntry, State
+from schemas.genesys import WebhookPayload
+
+CODES = frozenset({"billable service"})
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def payload(**over):
+    body = {"interactionId": "gen-1", "customerId": "CUST-1", "timestamp": "2026-12-31T23:30:00+00:00",
+            "durationSeconds": 90, "billingCode": "Billable Service"}
+    body.update(over)
+    return WebhookPayload.model_validate(body)
+
+
+def test_webhook_maps_to_canonical_interaction_with_end_time():
+    i = interaction_from_webhook(payload())
+    assert i.interactionId == "gen-1"
+    assert i.source == "webhook"
+    assert i.startedAt == datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)
+    assert i.endedAt == i.startedAt + timedelta(seconds=90)
+    assert i.wrapupCode == "Billable Service"
+
+
+def test_non_utc_offsets_are_kept_as_instants():
+    i = interaction_from_webhook(payload(timestamp="2027-01-01T08:30:00+09:00"))
+    assert i.startedAt == datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("code,billable", [
+    ("Billable Service", True), ("billable service", True), ("  BILLABLE SERVICE ", True),
+    ("Information Only", False), ("", False),
+])
+def test_billable_codes_compare_case_insensitively(code, billable):
+    assert is_billable(interaction_from_webhook(payload(billingCode=code)), CODES) is billable
+
+
+def test_first_billable_is_forwarded_and_recorded():
+    d = decide(interaction_from_webhook(payload()), None, CODES, NOW)
+    assert d.outcome is Outcome.FORWARD
+    assert d.entry.state is State.RECEIVED and d.entry.forwarded is False
+
+
+def test_not_billable_leaves_the_ledger_alone():
+    d = decide(interaction_from_webhook(payload(billingCode="Other")), None, CODES, NOW)
+    assert d.outcome is Outcome.NOT_BILLABLE and d.entry is None
+
+
+@pytest.mark.parametrize("customer", [None, "", "   "])
+def test_missing_customer_goes_to_review(customer):
+    d = decide(interaction_from_webhook(payload(customerId=customer)), None, CODES, NOW)
+    assert d.outcome is Outcome.MISSING_CUSTOMER
+    assert d.entry.state is State.REVIEW and d.entry.reason == "MISSING_CUSTOMER"
+
+
+def test_repeat_after_forward_is_a_counted_duplicate():
+    i = interaction_from_webhook(payload())
+    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, forwarded=True)
+    d1 = decide(i, entry, CODES, NOW)
+    d2 = decide(i, d1.entry, CODES, NOW)
+    assert (d1.outcome, d2.outcome) == (Outcome.DUPLICATE, Outcome.DUPLICATE)
+    assert d2.entry.duplicates == 2
+
+
+def test_unfinished_forward_is_retried_not_taken_for_a_duplicate():
+    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, forwarded=False)
+    assert decide(interaction_from_webhook(payload()), entry, CODES, NOW).outcome is Outcome.FORWARD
+
+
+def test_later_stages_count_as_duplicates():
+    for state in (State.BILLED, State.DOCUMENTED, State.DELIVERED):
+        entry = LedgerEntry(state=state, firstSeen=NOW, updatedAt=NOW, forwarded=True)
+        assert decide(interaction_from_webhook(payload()), entry, CODES, NOW).outcome is Outcome.DUPLICATE
+
+
+def test_review_then_fixed_customer_goes_through_but_repeat_without_does_not():
+    review = LedgerEntry(state=State.REVIEW, firstSeen=NOW, updatedAt=NOW, reason="MISSING_CUSTOMER")
+    assert decide(interaction_from_webhook(payload(customerId=None)), review, CODES, NOW).outcome is Outcome.DUPLICATE
+    fixed = decide(interaction_from_webhook(payload()), review, CODES, NOW + timedelta(hours=1))
+    assert fixed.outcome is Outcome.FORWARD and fixed.entry.firstSeen == NOW

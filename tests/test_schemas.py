@@ -1,0 +1,61 @@
+"""What the bridge accepts and refuses, as models."""
+import pytest
+from pydantic import ValidationError
+
+from schemas.errors import field_errors
+from schemas.genesys import EventBridgeEvent, WebhookPayload
+
+GOOD = {"interactionId": "gen-123456789", "customerId": "CUST-9876543", "timestamp": "2026-11-24T22:15:00Z",
+        "durationSeconds": 754, "agentName": "A", "serviceType": "S", "billingCode": "Billable Service"}
+
+
+def fields_of(model, body):
+    with pytest.raises(ValidationError) as e:
+        model.model_validate(body)
+    return {f["field"] for f in field_errors(e.value)}
+
+
+def test_guide_payload_is_accepted():
+    assert WebhookPayload.model_validate(GOOD).durationSeconds == 754
+
+
+@pytest.mark.parametrize("field,value", [
+    ("durationSeconds", "754"), ("durationSeconds", 75.4), ("durationSeconds", True), ("durationSeconds", -1),
+    ("timestamp", "2026-11-24T22:15:00"), ("timestamp", "yesterday"), ("interactionId", 123),
+    ("interactionId", ""), ("interactionId", "has space"), ("billingCode", None), ("customerId", 42),
+])
+def test_mistyped_fields_are_named(field, value):
+    assert field in fields_of(WebhookPayload, {**GOOD, field: value})
+
+
+@pytest.mark.parametrize("field", ["interactionId", "timestamp", "durationSeconds", "billingCode"])
+def test_missing_required_fields_are_named(field):
+    body = dict(GOOD)
+    del body[field]
+    assert field in fields_of(WebhookPayload, body)
+
+
+def test_errors_never_echo_the_input():
+    secret = "4111 1111 1111 1111 Jane Doe"
+    with pytest.raises(ValidationError) as e:
+        WebhookPayload.model_validate({**GOOD, "durationSeconds": secret, "interactionId": secret})
+    assert "4111" not in str(field_errors(e.value))
+
+
+def ev(topic, body):
+    return {"detail-type": "x", "source": "aws.partner/genesys.com/cloud/o/x",
+            "detail": {"topicName": topic, "eventBody": body}}
+
+
+def test_eventbridge_conversation_id_comes_from_the_topic():
+    e = EventBridgeEvent.model_validate(ev("v2.detail.events.conversation.abc-1.acw", {"wrapupCode": "w"}))
+    assert (e.conversation_id, e.event_kind) == ("abc-1", "acw")
+
+
+@pytest.mark.parametrize("topic,body", [
+    ("v2.users.abc.presence", {}),
+    ("v2.detail.events.conversation.abc-1.customer.end", {"conversationId": "other"}),
+])
+def test_eventbridge_other_topics_or_mismatched_ids_are_refused(topic, body):
+    with pytest.raises(ValidationError):
+        EventBridgeEvent.model_validate(ev(topic, body))

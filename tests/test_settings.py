@@ -1,0 +1,35 @@
+"""Settings load from the environment, and .env.example documents every one of them."""
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    text = EXAMPLE.read_text()
+    documented = dict(re.findall(r"^(CALLBILL_[A-Z0-9_]+)=(.*)$", text, re.M))
+    for name, field in Settings.model_fields.items():
+        key = f"CALLBILL_{name.upper()}"
+        assert key in documented, f"{key} missing from .env.example"
+        default = field.default
+        default = "" if default is None else str(getattr(default, "get_secret_value", lambda: default)())
+        assert documented[key] == default, key
+
+
+def test_environment_overrides_and_billable_codes(monkeypatch):
+    monkeypatch.setenv("CALLBILL_BILLABLE_CODES", "Billable Service, Premium Support ,")
+    monkeypatch.setenv("CALLBILL_KAFKA_BOOTSTRAP", "a:1,b:2")
+    s = Settings(_env_file=None)
+    assert s.billable_code_set == {"billable service", "premium support"}
+    assert s.broker_url == "kafka://a:1,kafka://b:2"
+
+
+def test_unknown_store_is_refused(monkeypatch):
+    monkeypatch.setenv("CALLBILL_STORE", "redis://x")
+    with pytest.raises(ValidationError, match="CALLBILL_STORE"):
+        Settings(_env_file=None)
