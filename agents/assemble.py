@@ -22,7 +22,7 @@ async def handle(event: faust.EventT) -> None:
     if envelope.kind == "webhook":
         payload = parse(WebhookPayload, envelope.payload)
         interaction = interaction_from_webhook(payload)
-        await publish("callbill.interactions", interaction.interactionId, interaction)
+        await publish("callbill.interactions", interaction.interactionId, interaction, wait=False)
         await audit(STAGE, interaction.interactionId, "ASSEMBLED", "webhook")
     else:
         ev = parse(EventBridgeEvent, envelope.payload)

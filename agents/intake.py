@@ -19,7 +19,9 @@ STAGE = "intake"
 async def handle(event: faust.EventT) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
-    decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow())
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow(), source)
     if decision.entry is not None:
         put_entry(iid, decision.entry)
     match decision.outcome:
@@ -32,8 +34,9 @@ async def handle(event: faust.EventT) -> None:
                          detail="the interaction has no customer id; fix the contact and resubmit")
             await audit(STAGE, iid, "REVIEW", Outcome.MISSING_CUSTOMER)
         case Outcome.FORWARD:
-            await publish("callbill.billable", iid, interaction)
-            put_entry(iid, decision.entry.model_copy(update={"forwarded": True}))
+            # Not awaited: Faust flushes the producer before committing this offset, and
+            # a redelivery of this very message is recognised by the ledger's `source`.
+            await publish("callbill.billable", iid, interaction, wait=False)
             await audit(STAGE, iid, decision.outcome)
 
 

@@ -28,17 +28,25 @@ class Poison(Exception):
     """A message that will never be processable as it is; the text is the DLQ reason."""
 
 
-async def publish(topic: str, key: str, value: BaseModel) -> None:
-    """Send and wait for the broker's acknowledgement (acks=all)."""
+async def publish(topic: str, key: str, value: BaseModel, wait: bool = True) -> None:
+    """Send; with `wait`, until the broker acknowledged it (acks=all).
+
+    Not waiting is still safe for the message being processed: Faust flushes the
+    producer before it commits the source offset, so a crash before the flush means the
+    source message is redelivered. Wait where a later step depends on the write having
+    landed.
+    """
     fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode())
-    await fut
+    if wait:
+        await fut
 
 
 async def audit(stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
     STAGE_OUTCOMES.labels(stage, outcome).inc()
     log.info("decision", extra={"interactionId": interaction_id, "stage": stage, "outcome": outcome, "reason": reason})
     await publish("callbill.audit", interaction_id,
-                  AuditEvent(interactionId=interaction_id, stage=stage, outcome=outcome, reason=reason, **extra))
+                  AuditEvent(interactionId=interaction_id, stage=stage, outcome=outcome, reason=reason, **extra),
+                  wait=False)
 
 
 async def review(stage: str, interaction_id: str, reason: str, interaction: BaseModel | None = None,

@@ -25,16 +25,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "kafka")
+
+
 def configure_logging(level: str) -> None:
+    # Faust leaves the root logger at DEBUG and filters in its handler, so every library
+    # debug call still formats its record (message values included): costly, and a PII
+    # risk if a handler ever lets them through. Cap the libraries at the chosen level.
+    lib_level = max(logging.INFO, _level(level))
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(lib_level)
     log = logging.getLogger("callbill")
     if log.handlers:
         return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
-    log.setLevel(level.upper())
+    log.setLevel(_level(level))
     log.propagate = False
 
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"callbill.{name}")
+
+
+def _level(name: str) -> int:
+    """Faust's spellings (warn, crit) and the standard ones."""
+    aliases = {"warn": "WARNING", "crit": "CRITICAL"}
+    value = logging.getLevelName(aliases.get(name.lower(), name.upper()))
+    return value if isinstance(value, int) else logging.INFO

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, description="Replication factor for topics callbill creates (3 in production).")
     store: str = Field("memory://", description="Table store: memory:// (tests, demo) or rocksdb:// (production).")
     data_dir: Path = Field(Path("var/worker"), description="Faust data directory (RocksDB files live here).")
+    session_timeout: float = Field(30.0, ge=6, description="Seconds before the group gives a silent (crashed) worker's partitions to others.")
     web_port: int = Field(6066, description="Port of the worker's web server (bridge, health, metrics).")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to.")
     log_level: str = Field("info", description="Log level of the worker.")

@@ -50,23 +50,25 @@ def decide(
     entry: LedgerEntry | None,
     billable_codes: frozenset[str],
     now: datetime,
+    source: str | None = None,
 ) -> Decision:
     if not is_billable(i, billable_codes):
         return Decision(Outcome.NOT_BILLABLE, None)
     has_customer = bool(i.customerId and i.customerId.strip())
     if entry is not None:
         retry_review = entry.state is State.REVIEW and has_customer
-        unfinished = entry.state is State.RECEIVED and not entry.forwarded
-        if not (retry_review or unfinished):
+        redelivered = source is not None and entry.source == source and entry.state in (State.RECEIVED, State.REVIEW)
+        if not (retry_review or redelivered):
             return Decision(Outcome.DUPLICATE, entry.touched(now, duplicates=entry.duplicates + 1))
     first = entry.firstSeen if entry else now
     if not has_customer:
         return Decision(
             Outcome.MISSING_CUSTOMER,
-            LedgerEntry(state=State.REVIEW, firstSeen=first, updatedAt=now, reason=Outcome.MISSING_CUSTOMER),
+            LedgerEntry(state=State.REVIEW, firstSeen=first, updatedAt=now, reason=Outcome.MISSING_CUSTOMER,
+                        source=source, duplicates=entry.duplicates if entry else 0),
         )
     return Decision(
         Outcome.FORWARD,
-        LedgerEntry(state=State.RECEIVED, firstSeen=first, updatedAt=now, forwarded=False,
+        LedgerEntry(state=State.RECEIVED, firstSeen=first, updatedAt=now, source=source,
                     duplicates=entry.duplicates if entry else 0),
     )

@@ -21,9 +21,10 @@ class LedgerEntry(BaseModel):
     updatedAt: AwareDatetime
     reason: str | None = None
     duplicates: int = 0
-    # False between writing RECEIVED and Kafka acknowledging the forward: a redelivered
-    # message then forwards again instead of being taken for a duplicate.
-    forwarded: bool = False
+    # topic/partition/offset of the message that made this entry. The same message seen
+    # again is a redelivery after a crash (its forward may not have landed), not a
+    # duplicate: it is decided afresh, and later stages are idempotent on interactionId.
+    source: str | None = None
 
     def touched(self, now: datetime, **changes) -> "LedgerEntry":
         return self.model_copy(update={"updatedAt": now, **changes})

@@ -76,6 +76,7 @@ class Worker:
             "CALLBILL_WEBHOOK_SECRET": SECRET,
             "CALLBILL_DATA_DIR": str(self.tmp / f"{self.app_id}-data"),
             "CALLBILL_BRIDGE_ACK_TIMEOUT": "3",
+            "CALLBILL_SESSION_TIMEOUT": "6",
             **self.extra_env,
         })
         return env

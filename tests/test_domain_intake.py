@@ -43,7 +43,7 @@ def test_billable_codes_compare_case_insensitively(code, billable):
 def test_first_billable_is_forwarded_and_recorded():
     d = decide(interaction_from_webhook(payload()), None, CODES, NOW)
     assert d.outcome is Outcome.FORWARD
-    assert d.entry.state is State.RECEIVED and d.entry.forwarded is False
+    assert d.entry.state is State.RECEIVED and d.entry.source is None
 
 
 def test_not_billable_leaves_the_ledger_alone():
@@ -60,22 +60,23 @@ def test_missing_customer_goes_to_review(customer):
 
 def test_repeat_after_forward_is_a_counted_duplicate():
     i = interaction_from_webhook(payload())
-    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, forwarded=True)
-    d1 = decide(i, entry, CODES, NOW)
-    d2 = decide(i, d1.entry, CODES, NOW)
+    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, source="t/0/1")
+    d1 = decide(i, entry, CODES, NOW, "t/0/2")
+    d2 = decide(i, d1.entry, CODES, NOW, "t/0/3")
     assert (d1.outcome, d2.outcome) == (Outcome.DUPLICATE, Outcome.DUPLICATE)
     assert d2.entry.duplicates == 2
 
 
-def test_unfinished_forward_is_retried_not_taken_for_a_duplicate():
-    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, forwarded=False)
-    assert decide(interaction_from_webhook(payload()), entry, CODES, NOW).outcome is Outcome.FORWARD
+def test_redelivery_of_the_same_message_is_decided_again_not_taken_for_a_duplicate():
+    entry = LedgerEntry(state=State.RECEIVED, firstSeen=NOW, updatedAt=NOW, source="t/0/1")
+    again = decide(interaction_from_webhook(payload()), entry, CODES, NOW, "t/0/1")
+    assert again.outcome is Outcome.FORWARD and again.entry.firstSeen == NOW
 
 
 def test_later_stages_count_as_duplicates():
     for state in (State.BILLED, State.DOCUMENTED, State.DELIVERED):
-        entry = LedgerEntry(state=state, firstSeen=NOW, updatedAt=NOW, forwarded=True)
-        assert decide(interaction_from_webhook(payload()), entry, CODES, NOW).outcome is Outcome.DUPLICATE
+        entry = LedgerEntry(state=state, firstSeen=NOW, updatedAt=NOW, source="t/0/1")
+        assert decide(interaction_from_webhook(payload()), entry, CODES, NOW, "t/0/1").outcome is Outcome.DUPLICATE
 
 
 def test_review_then_fixed_customer_goes_through_but_repeat_without_does_not():

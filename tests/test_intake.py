@@ -1,8 +1,12 @@
 """The intake on a real broker: exactly the unique billable interactions come out, each once."""
 import asyncio
 import random
+import re
+import signal
 import uuid
 from collections import Counter
+
+import pytest
 
 from kafka_harness import post_many, produce_raw, read_json, webhook
 
@@ -56,27 +60,65 @@ def test_1000_events_with_30_percent_duplicates(worker, kafka_bootstrap):
     assert max(d["count"] for d in last) == hot_counts[top]
 
 
-def test_restarted_worker_recovers_its_ledger_and_still_rejects_duplicates(make_worker, kafka_bootstrap):
-    w = make_worker().start()
-    first = [f"gen-{uuid.uuid4().hex[:12]}" for _ in range(200)]
-    assert set(asyncio.run(post_many(w.url, [webhook(i) for i in first]))) == {202}
-    intake_decisions(kafka_bootstrap, w, 200)
-    w.stop()
+def _produce_stream(bootstrap, topic, ids, rate=150):
+    """What the bridge writes, straight onto genesys.events at a steady rate, in a thread."""
+    import json
+    import threading
+    import time
 
-    w2 = make_worker(app_id=w.app_id).start()  # same app id: same group, same changelog
-    second = [f"gen-{uuid.uuid4().hex[:12]}" for _ in range(100)]
-    again = first[:100]
-    assert set(asyncio.run(post_many(w2.url, [webhook(i) for i in again + second]))) == {202}
-    decisions = intake_decisions(kafka_bootstrap, w2, 400)
-    story: dict[str, list[str]] = {}
-    for d in decisions:  # one key stays on one partition, so its decisions are in order
-        story.setdefault(d["interactionId"], []).append(d["outcome"])
-    assert all(story[i] == ["FORWARDED", "DUPLICATE"] for i in again)
-    assert all(story[i] == ["FORWARDED"] for i in first[100:] + second)
+    from aiokafka import AIOKafkaProducer
+
+    async def go():
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await p.start()
+        try:
+            for i in ids:
+                rec = {"kind": "webhook", "receivedAt": "2026-11-25T00:00:00Z", "payload": webhook(i)}
+                await p.send_and_wait(topic, json.dumps(rec).encode(), key=i.encode())
+                await asyncio.sleep(1 / rate)
+        finally:
+            await p.stop()
+    t = threading.Thread(target=lambda: asyncio.run(go()))
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_worker_restarted_mid_stream_loses_nothing(make_worker, kafka_bootstrap, sig):
+    w = make_worker().start()
+    ids = [f"gen-{uuid.uuid4().hex[:12]}" for _ in range(600)]
+    feeder = _produce_stream(kafka_bootstrap, w.topic("genesys.events"), ids)
+    intake_decisions(kafka_bootstrap, w, 150)
+    w.stop(sig)
+    w2 = make_worker(app_id=w.app_id).start()
+    feeder.join(60)
+    # duplicates after the restart, through the bridge
+    assert set(asyncio.run(post_many(w2.url, [webhook(i) for i in ids[:200]]))) == {202}
+    dup_ids = set(ids[:200])
+
+    def settled(msgs):
+        dups = {m["interactionId"] for m in msgs if m["stage"] == "intake" and m["outcome"] == "DUPLICATE"}
+        return dup_ids <= dups and sum(m["stage"] == "intake" for m in msgs) >= 800
+    decisions = [a for a in read_json(kafka_bootstrap, w2.topic("callbill.audit"), until=settled, timeout=120)
+                 if a["stage"] == "intake"]
     billable = read_json(kafka_bootstrap, w2.topic("callbill.billable"),
-                         until=lambda msgs: len(msgs) >= 300, timeout=30)
+                         until=lambda msgs: len({m["interactionId"] for m in msgs}) >= 600, timeout=60)
     counts = Counter(m["interactionId"] for m in billable)
-    assert set(counts) == set(first) | set(second) and max(counts.values()) == 1
+    assert set(counts) == set(ids)  # nothing lost
+    story: dict[str, list[str]] = {}
+    for d in decisions:
+        story.setdefault(d["interactionId"], []).append(d["outcome"])
+    # every post-restart duplicate is recognised from the recovered ledger
+    assert all(story[i][-1] == "DUPLICATE" for i in ids[:200])
+    # a duplicate is never forwarded: each story is forwards, then duplicates
+    assert all(re.fullmatch(r"(FORWARDED,)+(DUPLICATE,)*", ",".join(story[i]) + ",") for i in ids)
+    if sig == signal.SIGTERM:
+        assert max(counts.values()) == 1  # a clean stop commits what it processed
+    else:
+        # kill -9 repeats only what was in flight, uncommitted, when it died; the ledger
+        # recognises the redelivered message by its offset and the later stages are
+        # idempotent on interactionId
+        assert all(story[i].count("FORWARDED") == counts[i] for i in ids)
 
 
 def test_poison_messages_go_to_the_dlq_and_the_agent_carries_on(worker, kafka_bootstrap):
