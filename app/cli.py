@@ -15,6 +15,7 @@ commands:
   dev up|down|status              the local stack: Kafka (KRaft), SeaweedFS S3, SMTP sink
   topics                          list every topic callbill declares
   post FILE... [--url URL]        sign and POST sample events to a running bridge
+  backfill --since T [--until T]  ended conversations from the Genesys Analytics API into the pipeline
   demo                            push the samples through the real pipeline and report
 """
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cmd == "post":
         return _post(rest)
+    if cmd == "backfill":
+        from app import backfill
+
+        return backfill.main(rest)
     if cmd == "demo":
         from app import demo
 

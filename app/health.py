@@ -16,7 +16,9 @@ def worker_ready() -> bool:
         assigned = bool(app.consumer.assignment())
     except Exception:  # noqa: BLE001 - not started yet
         return False
-    return recovered and assigned and not app.rebalancing
+    from tables.directory import directory
+
+    return recovered and assigned and not app.rebalancing and directory.caught_up.is_set()
 
 
 @app.page("/health")

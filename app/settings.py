@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     # --- Intake ------------------------------------------------------------------
     billable_codes: str = Field("Billable Service", description="Comma-separated wrap-up code names (or ids) that are billable; compared case-insensitively.")
 
+    # --- Assembly of Genesys detail events ---------------------------------------
+    assembly_wait: float = Field(600.0, gt=0, description="Seconds a conversation may stay incomplete before it is completed from the Analytics API or sent to review.")
+    assembly_sweep_interval: float = Field(30.0, gt=0, description="Seconds between sweeps of the pending table for conversations that waited too long.")
+    assembly_done_ttl: float = Field(3600.0, gt=0, description="Seconds a finished conversation is remembered, so late events are recognised and ignored.")
+    wrapup_codes_file: Path | None = Field(None, description="JSON object (id -> name) or CSV (id,name) of wrap-up codes, for offline use; looked up before the API.")
+    wrapup_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a wrap-up code name fetched from Genesys is cached.")
+    reconcile_hours: float = Field(6.0, ge=0, description="The leader backfills this many past hours from the Analytics API on every reconciliation; 0 turns it off.")
+    reconcile_interval: float = Field(3600.0, gt=0, description="Seconds between reconciliations (leader only, needs Genesys credentials).")
+    genesys_api_url: str | None = Field(None, description="Override of the Genesys API base URL (default from the region).")
+    genesys_login_url: str | None = Field(None, description="Override of the Genesys login (OAuth) base URL (default from the region).")
+
     # --- Later stages (contracts from the architecture) ---------------------------
     erp_url: str | None = Field(None, description="ERP base URL; unset: the built-in rate card issues invoices.")
     storage_url: str = Field("file://var/invoices", description="file://DIR or s3://bucket/prefix for invoice PDFs.")

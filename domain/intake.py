@@ -39,6 +39,7 @@ def interaction_from_webhook(p: WebhookPayload) -> InteractionCompleted:
 
 
 def is_billable(i: InteractionCompleted, billable_codes: frozenset[str]) -> bool:
+    """Billable codes may be configured by wrap-up code name or id."""
     return any(
         code is not None and code.strip().casefold() in billable_codes
         for code in (i.wrapupCode, i.wrapupCodeId)

@@ -17,6 +17,7 @@ class InteractionCompleted(BaseModel):
     interactionId: str
     source: Literal["webhook", "eventbridge", "backfill"]
     customerId: str | None = None
+    externalContactId: str | None = None
     startedAt: AwareDatetime | None = None
     endedAt: AwareDatetime
     durationSeconds: int = Field(ge=0)

@@ -73,9 +73,40 @@ class EventBridgeEvent(BaseModel):
         return EVENT_TOPIC.match(self.detail.topicName)["kind"]  # type: ignore[index]
 
 
-class GenesysEvent(BaseModel):
-    """The value on `genesys.events`: what the bridge accepted, as it accepted it."""
+class DetailEventBody(BaseModel):
+    """The body of a v2.detail.events.conversation.{id}.* event: every field is optional.
 
-    kind: Literal["webhook", "eventbridge"]
+    Only what billing needs is kept; wrap-up notes (free text, may hold personal data)
+    are not read at all.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    eventTime: int | None = None  # epoch ms
+    conversationId: str | None = None
+    participantId: str | None = None
+    sessionId: str | None = None
+    mediaType: str | None = None
+    direction: str | None = None
+    disconnectType: str | None = None
+    externalContactId: str | None = None
+    conversationExternalContactIds: list[str] | None = None
+    userId: str | None = None
+    queueId: str | None = None
+    interactingDurationMs: int | None = None
+    heldDurationMs: int | None = None
+    wrapupCode: str | None = None
+    wrapupDurationMs: int | None = None
+
+
+class GenesysEvent(BaseModel):
+    """The value on `genesys.events`: what the bridge accepted, as it accepted it.
+
+    `backfill` carries an Analytics conversation (from `callbill backfill` or the
+    reconciler); `expire` is the assembler's own reminder that a conversation waited
+    too long. Neither is accepted from outside.
+    """
+
+    kind: Literal["webhook", "eventbridge", "backfill", "expire"]
     receivedAt: AwareDatetime
     payload: dict[str, Any]

@@ -97,6 +97,7 @@ class Worker:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        self.stop(signal.SIGKILL)
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:

@@ -1,0 +1,1 @@
+"""Adapters to outside systems (Genesys Cloud, …) behind small interfaces the domain can fake."""
