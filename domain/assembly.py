@@ -12,7 +12,8 @@ Rules (also in the README):
   the sum of the agent legs' interacting + held time;
 - the deciding wrap-up code = the first billable one in leg order, else the last one; so
   a transfer is billable when any agent on it wrapped it up as billable;
-- end time = `customer.end`'s eventTime; start = end - duration (no event carries a start).
+- end time = `customer.end`'s eventTime, to the whole second (half up); start = end -
+  duration (no event carries a start). The webhook's start + duration gives the same.
 """
 from __future__ import annotations
 
@@ -140,13 +141,19 @@ def duration_ms(p: Pending) -> int:
     return sum((leg.interactingMs or 0) + (leg.heldMs or 0) for leg in p.legs.values())
 
 
+def whole_second(dt: datetime) -> datetime:
+    """Canonical times are whole seconds (half up), like the webhook's; all paths agree."""
+    return dt.replace(microsecond=0) + timedelta(seconds=1 if dt.microsecond >= 500_000 else 0)
+
+
 def interaction_from_pending(p: Pending, code: tuple[str, str | None], customer_id: str | None) -> InteractionCompleted:
     assert p.customerEndAt is not None
     secs = seconds(duration_ms(p))
+    end = whole_second(p.customerEndAt)
     return InteractionCompleted(
         interactionId=p.conversationId, source="eventbridge", customerId=customer_id,
         externalContactId=p.contactIds[0] if p.contactIds else None,
-        startedAt=p.customerEndAt - timedelta(seconds=secs), endedAt=p.customerEndAt, durationSeconds=secs,
+        startedAt=end - timedelta(seconds=secs), endedAt=end, durationSeconds=secs,
         wrapupCodeId=code[0], wrapupCode=code[1], mediaType=p.mediaType,
     )
 

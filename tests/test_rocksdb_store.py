@@ -1,4 +1,5 @@
 """The production store: the ledger on RocksDB survives a restart and still dedupes."""
+import time
 import uuid
 
 from kafka_harness import read_json, webhook
@@ -9,6 +10,7 @@ def test_ledger_on_rocksdb_dedupes_across_a_restart(make_worker, kafka_bootstrap
     i = f"gen-{uuid.uuid4().hex[:12]}"
     assert w.post(webhook(i)).status_code == 202
     read_json(kafka_bootstrap, w.topic("callbill.billable"), until=lambda m: len(m) >= 1)
+    time.sleep(4)  # past one periodic offset commit (a stop itself commits nothing)
     w.stop()
     assert any((w.tmp / f"{w.app_id}-data").rglob("*.sst")) or any((w.tmp / f"{w.app_id}-data").rglob("CURRENT"))
     w2 = make_worker(app_id=w.app_id, extra_env={"CALLBILL_STORE": "rocksdb://"}).start()
