@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,8 @@ def main(argv: list[str]) -> int:
         "CALLBILL_KAFKA_BOOTSTRAP": bootstrap, "CALLBILL_APP_ID": run, "CALLBILL_TOPIC_PREFIX": run + ".",
         "CALLBILL_WEB_PORT": str(port), "CALLBILL_WEBHOOK_SECRET": SECRET, "CALLBILL_TOPIC_PARTITIONS": "2",
         "CALLBILL_DATA_DIR": str(var / "demo" / run), "CALLBILL_LOG_LEVEL": "warn",
+        # no Genesys org here: wrap-up code names come from the offline mapping file
+        "CALLBILL_WRAPUP_CODES_FILE": str(REPO / "samples" / "directory" / "wrapup-codes.json"),
     })
     log_path = var / "demo" / f"{run}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +54,16 @@ def main(argv: list[str]) -> int:
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
+        n = asyncio.run(_load_directory(bootstrap, run + "."))
+        print(f"== loaded {n} customers into {run}.crm.customers (samples/directory/customers.jsonl)")
         _wait_ready(url, worker, log_path)
         rows = _post_samples(url)
-        outcomes = asyncio.run(_outcomes(bootstrap, run + ".", {r["key"] for r in rows if r["key"]}))
+        needed = Counter(r["key"] for r in rows if r["key"] and r["path"] == "/genesys/webhook")
+        needed.update({r["key"]: 1 for r in rows if r["key"] and r["path"] == "/genesys/eventbridge"})
+        outcomes = asyncio.run(_outcomes(bootstrap, run + ".", needed))
         _print_table(rows, outcomes)
-        ok = all(r["status"] == 202 for r in rows) and all(r["key"] in outcomes for r in rows)
+        ok = all(r["status"] == 202 for r in rows) and all(
+            len(_final(outcomes).get(k, [])) >= c for k, c in needed.items())
         return 0 if ok else 1
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -96,7 +104,32 @@ def _post_samples(url: str) -> list[dict]:
     return rows
 
 
-async def _outcomes(bootstrap: str, prefix: str, keys: set[str], timeout: float = 60) -> dict[str, list[str]]:
+async def _load_directory(bootstrap: str, prefix: str) -> int:
+    """The sample customer directory onto crm.customers (what `customers import` will do)."""
+    from aiokafka import AIOKafkaProducer
+
+    from app.settings import get_settings
+    from app.topics import ensure_topics
+
+    os.environ["CALLBILL_TOPIC_PREFIX"] = prefix
+    os.environ["CALLBILL_TOPIC_PARTITIONS"] = "2"
+    get_settings.cache_clear()
+    await ensure_topics(bootstrap)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await p.start()
+    n = 0
+    try:
+        for line in (REPO / "samples" / "directory" / "customers.jsonl").read_text().splitlines():
+            if line.strip():
+                doc = json.loads(line)
+                await p.send_and_wait(prefix + "crm.customers", json.dumps(doc).encode(), key=doc["customerId"].encode())
+                n += 1
+    finally:
+        await p.stop()
+    return n
+
+
+async def _outcomes(bootstrap: str, prefix: str, needed: Counter, timeout: float = 60) -> dict[str, list[str]]:
     """interactionId -> the decisions made about it, read back from the audit topic."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -109,8 +142,11 @@ async def _outcomes(bootstrap: str, prefix: str, keys: set[str], timeout: float 
         c.assign([TopicPartition(topic, p) for p in parts])
         await c.seek_to_beginning()
         deadline = time.monotonic() + timeout
-        expected = len(keys) + 1  # the duplicate sample is decided twice
-        while time.monotonic() < deadline and sum(len(v) for v in _final(seen).values()) < expected:
+
+        def done() -> bool:
+            final = _final(seen)
+            return all(len(final.get(k, [])) >= c for k, c in needed.items())
+        while time.monotonic() < deadline and not done():
             for msgs in (await c.getmany(timeout_ms=300)).values():
                 for m in msgs:
                     a = json.loads(m.value)
@@ -121,7 +157,8 @@ async def _outcomes(bootstrap: str, prefix: str, keys: set[str], timeout: float 
 
 
 def _final(seen: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {k: [d for d in v if d.startswith("intake:") or d == "assemble:EVENT_RECEIVED"] for k, v in seen.items()}
+    """The decisions that end an event's story: the intake's (or the assembler's review)."""
+    return {k: [d for d in v if d.startswith("intake:") or d == "assemble:REVIEW"] for k, v in seen.items()}
 
 
 WHERE = {
@@ -129,7 +166,8 @@ WHERE = {
     "intake:DUPLICATE": "callbill.audit (counted on the ledger)",
     "intake:NOT_BILLABLE": "callbill.audit",
     "intake:REVIEW": "callbill.review (MISSING_CUSTOMER)",
-    "assemble:EVENT_RECEIVED": "genesys.events (awaits its partner events)",
+    "assemble:EVENT_RECEIVED": "pending table (waits for its acw)",
+    "assemble:REVIEW": "callbill.review",
 }
 
 
@@ -137,13 +175,16 @@ def _print_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
     final = _final(outcomes)
     used: dict[str, int] = {}
     print("\n== what happened to each event")
-    print(f"{'sample':36} {'interaction':38} {'outcome':14} topic")
+    print(f"{'sample':36} {'interaction':38} {'outcome':16} topic")
     for r in rows:
         key = r["key"] or "-"
-        decisions = final.get(key, [])
-        i = used.get(key, 0)
-        used[key] = i + 1
-        d = decisions[i] if i < len(decisions) else "(no decision yet)"
+        if r["file"].endswith("customer-end.json"):
+            d = "assemble:EVENT_RECEIVED"
+        else:
+            decisions = final.get(key, [])
+            i = used.get(key, 0)
+            used[key] = i + 1
+            d = decisions[i] if i < len(decisions) else "(no decision yet)"
         outcome = d.split(":", 1)[-1]
-        print(f"{r['file']:36} {key:38} {outcome:14} {WHERE.get(d, '-')}")
+        print(f"{r['file']:36} {key:38} {outcome:16} {WHERE.get(d, '-')}")
     print()
