@@ -174,3 +174,21 @@ def test_reconciliation_picks_up_a_conversation_whose_events_never_arrived(make_
     fake.conversations[sc2.conversation_id] = sc2.analytics_conversation()
     interactions(kafka_bootstrap, w, [sc2.conversation_id], timeout=40)
     assert fake.token_requests >= 2
+
+
+def test_customer_from_the_directory_by_external_contact_id(make_worker, kafka_bootstrap, fake):
+    from kafka_harness import produce_raw
+
+    import time
+
+    w = make_worker(extra_env=genesys_env(fake)).start()
+    contact_id = str(uuid.uuid4())  # not known to the Genesys API: the directory must answer
+    produce_raw(kafka_bootstrap, w.topic("crm.customers"), b"CUST-42", json.dumps({
+        "customerId": "CUST-42", "externalContactIds": [contact_id], "name": "Kenji Sato",
+        "timezone": "Asia/Tokyo", "currency": "JPY"}).encode())
+    time.sleep(2)  # the directory view follows the topic live
+    sc = Scenario(external_contact_id=contact_id, agents=[Leg("u1", "q1", 60, 0, BILLABLE)])
+    post_events(w, sc.eventbridge_events())
+    got = interactions(kafka_bootstrap, w, [sc.conversation_id])[sc.conversation_id]
+    assert got["customerId"] == "CUST-42"
+    assert fake.count("GET", "/api/v2/externalcontacts") == 0
