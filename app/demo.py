@@ -131,16 +131,16 @@ async def _load_directory(bootstrap: str, prefix: str) -> int:
 
 async def _outcomes(bootstrap: str, prefix: str, needed: Counter, timeout: float = 60) -> dict[str, list[str]]:
     """interactionId -> the decisions made about it, read back from the audit topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from app.topics import assign_from_start
 
     topic = prefix + "callbill.audit"
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     seen: dict[str, list[str]] = {}
     try:
-        parts = (await c._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
-        c.assign([TopicPartition(topic, p) for p in parts])
-        await c.seek_to_beginning()
+        await assign_from_start(c, topic)
         deadline = time.monotonic() + timeout
 
         def done() -> bool:

@@ -74,6 +74,30 @@ async def ensure_topics(bootstrap: str | None = None) -> list[str]:
         await admin.close()
 
 
+async def assign_from_start(consumer, topic: str, wait: float = 0.0) -> list:
+    """Give a group-less consumer every partition of `topic`, from the first offset.
+
+    Waits up to `wait` seconds for the topic to exist; returns the partitions ([] if none).
+    Used by readers that need a whole topic: the directory view, the demo, tests, benches.
+    """
+    import asyncio
+    import time
+
+    from aiokafka import TopicPartition
+
+    deadline = time.monotonic() + wait
+    while True:
+        parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
+        if parts or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.2)
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    if tps:
+        await consumer.seek_to_beginning(*tps)
+    return tps
+
+
 def topic_name(base: str) -> str:
     return get_settings().topic_prefix + base
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kafka_harness import SECRET, Worker, free_port  # noqa: E402
 
 from app.cli import sign  # noqa: E402
+from app.topics import assign_from_start  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", 30))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 50))
@@ -177,13 +178,7 @@ async def intake_throughput(bootstrap: str, tmp: Path, n: int) -> dict:
     try:
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await c.start()
-        topic = w.topic("callbill.audit")
-        parts = None
-        while not parts:
-            parts = (await c._client.fetch_all_metadata()).partitions_for_topic(topic)
-            await asyncio.sleep(0.2)
-        c.assign([TopicPartition(topic, i) for i in parts])
-        await c.seek_to_beginning()
+        await assign_from_start(c, w.topic("callbill.audit"), wait=60)
         times: list[datetime] = []
         deadline = time.monotonic() + 600
         while len(times) < n and time.monotonic() < deadline:

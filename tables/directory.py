@@ -11,12 +11,12 @@ import asyncio
 import json
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from app.logs import get_logger
 from app.main import app, settings, topics
-from app.topics import topic_name
+from app.topics import assign_from_start, topic_name
 from schemas.customers import Customer
 
 log = get_logger("directory")
@@ -66,10 +66,7 @@ class DirectoryFollower(faust.Service):
             consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
             try:
                 await consumer.start()
-                parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
-                tps = [TopicPartition(topic, p) for p in parts]
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
+                tps = await assign_from_start(consumer, topic)
                 ends = await consumer.end_offsets(tps) if tps else {}
                 while not self.should_stop:
                     batch = await consumer.getmany(timeout_ms=500)

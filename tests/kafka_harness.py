@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.cli import sign
+from app.topics import assign_from_start
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-webhook-secret"
@@ -144,15 +145,8 @@ async def _read(bootstrap: str, topic: str, until, timeout: float) -> list[tuple
     out: list[tuple[str | None, bytes]] = []
     try:
         deadline = time.monotonic() + timeout
-        parts = None
-        while not parts and time.monotonic() < deadline:
-            parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-            if not parts:
-                await asyncio.sleep(0.3)
-        if not parts:
+        if not await assign_from_start(consumer, topic, wait=timeout):
             return out
-        consumer.assign([TopicPartition(topic, p) for p in parts])
-        await consumer.seek_to_beginning()
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
