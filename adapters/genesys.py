@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters.http import retry_after_seconds
+
 __all__ = [
     "REGIONS",
     "GenesysClient",
@@ -116,13 +118,7 @@ def _backoff(attempt: int) -> float:
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: Genesys sends seconds; fall back to backoff
+    return retry_after_seconds(resp.headers.get("Retry-After"))
 
 
 class GenesysClient:

@@ -144,6 +144,7 @@ async def complete(p: Pending, source: str, now: datetime) -> None:
 
 async def resolve_customer(contact_ids: list[str]) -> str | None:
     """The directory first; else the Genesys external contact, added to the directory."""
+    await directory.ready()
     found = directory.customer_for_contacts(contact_ids)
     api = genesys.client()
     if found or api is None:

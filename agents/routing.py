@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Awaitable, Callable
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
 from app.logs import get_logger
@@ -28,7 +32,8 @@ class Poison(Exception):
     """A message that will never be processable as it is; the text is the DLQ reason."""
 
 
-async def publish(topic: str, key: str, value: BaseModel, wait: bool = True) -> None:
+async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
+                  headers: dict[str, bytes] | None = None) -> None:
     """Send; with `wait`, until the broker acknowledged it (acks=all).
 
     Not waiting is still safe for the message being processed: Faust flushes the
@@ -36,7 +41,8 @@ async def publish(topic: str, key: str, value: BaseModel, wait: bool = True) -> 
     source message is redelivered. Wait where a later step depends on the write having
     landed.
     """
-    fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode())
+    fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode(),
+                                   headers=headers)
     if wait:
         await fut
 
@@ -70,6 +76,30 @@ async def dead_letter(stage: str, event: faust.EventT, reason: str) -> None:
     )
     fut = await topics["callbill.dlq"].send(key=key, value=dl.model_dump_json().encode())
     await fut
+
+
+@contextmanager
+def event_context(event: faust.EventT) -> Iterator[None]:
+    """Make `event` the current one, so table writes land in its partition's changelog.
+
+    Faust finds the changelog partition (and the RocksDB shard) of a table write from the
+    current event. Inside `stream.take_events()` batches, handled concurrently, each task
+    sets its own event (context variables are per task).
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def header(event: faust.EventT, name: str) -> str | None:
+    headers = event.message.headers or []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for k, v in items:
+        if k == name:
+            return v.decode() if isinstance(v, bytes) else str(v)
+    return None
 
 
 def parse(model: type[BaseModel], raw: object) -> BaseModel:

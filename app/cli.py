@@ -53,6 +53,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _worker(rest: list[str]) -> int:
+    from pydantic import ValidationError
+
+    from app.settings import get_settings
+    from domain.pricing import RateCardError
+
+    try:
+        get_settings()
+        from app.erp import rate_card
+
+        rate_card()
+    except ValidationError as e:
+        from schemas.errors import summary
+
+        print(f"callbill worker: invalid settings: {summary(e)}", file=sys.stderr)
+        return 2
+    except RateCardError as e:
+        print(f"callbill worker: {e}", file=sys.stderr)
+        return 2
     from app.main import app, settings
 
     if not any(a.startswith("-l") or a.startswith("--loglevel") for a in rest):

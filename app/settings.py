@@ -51,8 +51,23 @@ class Settings(BaseSettings):
     genesys_api_url: str | None = Field(None, description="Override of the Genesys API base URL (default from the region).")
     genesys_login_url: str | None = Field(None, description="Override of the Genesys login (OAuth) base URL (default from the region).")
 
-    # --- Later stages (contracts from the architecture) ---------------------------
+    # --- Billing -----------------------------------------------------------------
+    rate_card: Path = Field(Path("samples/rate-card.yaml"), description="Rate card (YAML or JSON): prices per wrap-up code/service type and currency, taxes per jurisdiction, payment terms. Checked at start-up.")
+    default_timezone: str | None = Field(None, description="IANA timezone for customers whose record has none; unset: such invoices go to review (NO_TIMEZONE).")
+    invoice_prefix: str = Field("INV", pattern=r"^[A-Z][A-Z0-9]{0,7}$", description="Series prefix of invoice numbers callbill issues (no ERP): INV03-000123 is number 123 of partition 3's series.")
     erp_url: str | None = Field(None, description="ERP base URL; unset: the built-in rate card issues invoices.")
+    erp_token: SecretStr | None = Field(None, description="Bearer token for the ERP API.")
+    erp_timeout: float = Field(5.0, gt=0, description="Seconds one ERP request may take (a timeout is retried).")
+    erp_concurrency: int = Field(64, ge=1, description="ERP requests in flight at once per worker.")
+    erp_attempts: int = Field(4, ge=1, description="Attempts per ERP request inside the billing agent before the item is parked on callbill.retry.")
+    erp_backoff_base: float = Field(0.2, gt=0, description="Base of the ERP backoff (full jitter, doubling per attempt), in seconds.")
+    erp_backoff_cap: float = Field(5.0, gt=0, description="Cap of one ERP backoff delay, in seconds.")
+    billing_batch: int = Field(200, ge=1, description="Interactions the billing agent takes at once (their ERP calls run concurrently).")
+    billing_batch_window: float = Field(0.02, gt=0, description="Seconds the billing agent waits to fill a batch.")
+    retry_base_delay: float = Field(2.0, gt=0, description="Least delay of an item parked on callbill.retry, in seconds.")
+    retry_max_delay: float = Field(120.0, gt=0, description="Cap of the (doubling, jittered) delay of parked items, in seconds.")
+
+    # --- Later stages (contracts from the architecture) ---------------------------
     storage_url: str = Field("file://var/invoices", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS).")
     smtp_url: str = Field("smtp://127.0.0.1:2525", description="SMTP server for invoice mail, smtp://host:port.")
@@ -67,6 +82,18 @@ class Settings(BaseSettings):
         if not (v.startswith("memory://") or v.startswith("rocksdb://")):
             raise ValueError("CALLBILL_STORE must be memory:// or rocksdb://")
         return v
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v:
+            from zoneinfo import ZoneInfo
+
+            try:
+                ZoneInfo(v)
+            except Exception:  # noqa: BLE001 - any failure means the name is unusable
+                raise ValueError(f"CALLBILL_DEFAULT_TIMEZONE {v!r} is not an IANA timezone name") from None
+        return v or None
 
     @property
     def billable_code_set(self) -> frozenset[str]:

@@ -25,6 +25,11 @@ class LedgerEntry(BaseModel):
     # again is a redelivery after a crash (its forward may not have landed), not a
     # duplicate: it is decided afresh, and later stages are idempotent on interactionId.
     source: str | None = None
+    # billing: the number, the invoice as issued (republished if its message is redelivered,
+    # since the first publish may not have landed) and the message that billed it.
+    invoiceNumber: str | None = None
+    invoice: dict | None = None
+    billingSource: str | None = None
 
     def touched(self, now: datetime, **changes) -> "LedgerEntry":
         return self.model_copy(update={"updatedAt": now, **changes})

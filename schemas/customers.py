@@ -35,6 +35,8 @@ class Customer(BaseModel):
     currency: str | None = None
     locale: str | None = None
     preferences: Preferences = Field(default_factory=Preferences)
+    taxId: str | None = None  # a business customer's VAT/tax id (reverse charge where the rate card says so)
+    paymentTermsDays: int | None = Field(None, ge=0, le=365)  # overrides the rate card's terms
     source: str | None = None  # "crm" (imported) or "genesys" (built from an external contact)
 
 

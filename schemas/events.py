@@ -62,3 +62,19 @@ class DeadLetter(BaseModel):
     key: str | None = None  # base64
     value: str | None = None  # base64 of the raw bytes
     time: AwareDatetime = Field(default_factory=utcnow)
+
+
+class RetryItem(BaseModel):
+    """Work parked on callbill.retry after a retryable failure; never dropped.
+
+    The retry agent republishes `payload` to `topic` once `notBefore` has passed.
+    """
+
+    interactionId: str
+    stage: str
+    topic: str
+    attempt: int = Field(ge=1)
+    notBefore: AwareDatetime
+    reason: str
+    payload: dict[str, Any]
+    time: AwareDatetime = Field(default_factory=utcnow)

@@ -45,6 +45,12 @@ class Directory:
         for cid in customer.externalContactIds:
             self.by_contact[cid] = key
 
+    async def ready(self) -> None:
+        """Wait until the whole topic has been read once: a lookup before then could
+        wrongly find nobody (and send a known customer to review)."""
+        if not self.caught_up.is_set():
+            await self.caught_up.wait()
+
     def customer_for_contacts(self, contact_ids: list[str]) -> str | None:
         for cid in contact_ids:
             if cid in self.by_contact:

@@ -185,3 +185,28 @@ def webhook(iid: str, customer: str | None = "CUST-1", code: str = "Billable Ser
     }
     body.update(over)
     return body
+
+
+def create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    """Create every callbill topic under `prefix` (as a worker would) before one runs."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from app.topics import SPECS, topic_config
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            new = [NewTopic(prefix + s.name, s.partitions or partitions, 1, topic_configs=topic_config(s))
+                   for s in SPECS if prefix + s.name not in existing]
+            if new:
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    asyncio.run(go())

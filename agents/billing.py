@@ -1,0 +1,245 @@
+"""callbill.billable -> callbill.invoices: each interaction invoiced exactly once.
+
+Without an ERP, callbill prices the interaction from the rate card and numbers it from
+its partition's series (domain/numbering.py). With one, the ERP issues the invoice; the
+request carries `Idempotency-Key: <interactionId>`, so retries and redeliveries create
+one invoice, and the ERP's number and amounts are the truth.
+
+Interactions are taken in batches and their ERP calls run concurrently. A failing call
+backs off (full jitter) only while the rest of its batch is still busy; once nothing but
+waiting items is left, they are parked on callbill.retry, so one slow interaction never
+holds up the ones behind it on its partition. A 4xx from the ERP goes to review once,
+with the ERP's error code, and is not retried (the guide: it needs a person).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import faust
+
+from adapters.erp import ErpRejected, ErpRetryable
+from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
+from agents.routing import _dead_letter_or_log as dead_letter
+from app import erp
+from app.logs import get_logger
+from app.main import app, settings, topics
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
+from domain.backoff import next_delay
+from domain.billing import Draft, draft, erp_request, issue
+from domain.dates import DateError
+from domain.ledger import LedgerEntry, State
+from domain.numbering import counter_key, invoice_number, seq_of, series
+from domain.pricing import PricingError
+from schemas.events import InteractionCompleted, RetryItem, utcnow
+from schemas.invoices import ErpInvoiceResponse, Invoice
+from tables.directory import directory
+from tables.ledger import get_entry, ledger, put_entry
+
+STAGE = "billing"
+ATTEMPT_HEADER = "callbill-attempt"
+ISSUED = (State.BILLED, State.DOCUMENTED, State.DELIVERED)
+log = get_logger("billing")
+
+
+class Batch:
+    """Tells items in backoff when the rest of their batch is done, so they park instead."""
+
+    def __init__(self, size: int) -> None:
+        self.busy = size
+        self.park = asyncio.Event()
+
+    def _check(self) -> None:
+        if self.busy <= 0:
+            self.park.set()
+
+    def waiting(self) -> None:
+        self.busy -= 1
+        self._check()
+
+    def resumed(self) -> None:
+        self.busy += 1
+
+    done = waiting
+
+
+@dataclass
+class Parked:
+    reason: str
+    retry_after: float | None
+
+
+async def call_erp(d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected | Parked:
+    client = erp.client()
+    assert client is not None
+    req = erp_request(d)
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            return await client.generate_invoice(req)
+        except ErpRejected as e:
+            EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
+            return e
+        except ErpRetryable as e:
+            EXTERNAL_ERRORS.labels("erp", e.reason.lower()).inc()
+            attempt += 1
+            if attempt >= settings.erp_attempts or batch.park.is_set():
+                return Parked(e.reason, e.retry_after)
+            delay = next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap, e.retry_after)
+            batch.waiting()
+            try:
+                await asyncio.wait_for(batch.park.wait(), delay)
+                return Parked(e.reason, e.retry_after)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                batch.resumed()
+        finally:
+            EXTERNAL_LATENCY.labels("erp").observe(time.perf_counter() - started)
+
+
+def number_locally(partition: int) -> tuple[str, str]:
+    """The next number of this partition's series; the counter moves after the entry."""
+    s = series(settings.invoice_prefix, partition, settings.topic_partitions)
+    counter = ledger.get(counter_key(s)) or {"seq": 0}
+    return invoice_number(s, int(counter["seq"]) + 1), s
+
+
+def catch_up_counter(invoice: Invoice) -> None:
+    """After a crash the entry may have landed without its counter write: move it on."""
+    if invoice.issuer != "callbill":
+        return
+    seq = seq_of(invoice.invoiceNumber, invoice.series)
+    key = counter_key(invoice.series)
+    current = ledger.get(key) or {"seq": 0}
+    if seq is not None and int(current["seq"]) < seq:
+        ledger[key] = {"seq": seq}
+
+
+async def to_review(iid: str, entry: LedgerEntry, reason: str, detail: str,
+                    interaction: InteractionCompleted) -> None:
+    put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason=reason))
+    await review(STAGE, iid, reason, interaction, detail=detail)
+    await audit(STAGE, iid, "REVIEW", reason)
+
+
+async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked) -> None:
+    delay = settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay, settings.retry_max_delay,
+                                                   p.retry_after)
+    not_before = utcnow() + timedelta(seconds=delay)
+    put_entry(iid, entry.touched(utcnow(), reason=f"WAITING: {p.reason} (attempt {attempt})"))
+    await publish("callbill.retry", iid, RetryItem(
+        interactionId=iid, stage=STAGE, topic="callbill.billable", attempt=attempt, notBefore=not_before,
+        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False)
+    RETRY_PARKED.labels(STAGE).inc()
+    await audit(STAGE, iid, "PARKED", p.reason, count=attempt)
+
+
+async def bill(event: faust.EventT, batch: Batch) -> None:
+    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
+    iid = interaction.interactionId
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    now = utcnow()
+    entry = get_entry(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
+    if entry.state in ISSUED:
+        invoice = Invoice.model_validate(entry.invoice) if entry.invoice else None
+        if invoice is not None:
+            catch_up_counter(invoice)
+        if entry.billingSource == source and invoice is not None:
+            # this very message again (crash or rebalance): its invoice may not have landed
+            await publish("callbill.invoices", iid, invoice, wait=False)
+            await audit(STAGE, iid, "REPUBLISHED", f"invoice {invoice.invoiceNumber}")
+        else:
+            await audit(STAGE, iid, "ALREADY_BILLED", f"invoice {entry.invoiceNumber}")
+        return
+
+    await directory.ready()
+    customer = directory.customers.get(interaction.customerId or "")
+    if customer is None:
+        await to_review(iid, entry, "UNKNOWN_CUSTOMER", "the customer id is not in the customer directory; "
+                        "import the customer and resubmit", interaction)
+        return
+    try:
+        d = draft(interaction, customer, erp.rate_card(), settings.default_timezone)
+    except (PricingError, DateError) as e:
+        await to_review(iid, entry, e.reason, e.detail, interaction)
+        return
+
+    if erp.client() is None:
+        number, series_ = number_locally(msg.partition)
+        invoice = issue(d, number, series_, utcnow())
+    else:
+        result = await call_erp(d, batch)
+        if isinstance(result, Parked):
+            attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
+            await park(iid, entry, interaction, attempt, result)
+            return
+        if isinstance(result, ErpRejected):
+            detail = f"the ERP answered {result.status} {result.error_code}"
+            if result.message:
+                detail += f": {result.message}"
+            await to_review(iid, entry, f"ERP_REJECTED:{result.error_code}", detail, interaction)
+            return
+        invoice = issue(d, result.invoiceNumber, "ERP", utcnow(), result)
+        entry = get_entry(iid) or entry  # re-read: the await above let other work run
+
+    # the entry (with its number) is written before the counter moves: see domain/numbering.py
+    put_entry(iid, entry.touched(utcnow(), state=State.BILLED, reason=None, invoiceNumber=invoice.invoiceNumber,
+                                 invoice=invoice.model_dump(mode="json"), billingSource=source))
+    catch_up_counter(invoice)
+    await publish("callbill.invoices", iid, invoice, wait=False)
+    await audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber}")
+
+
+async def bill_one(event: faust.EventT, batch: Batch) -> None:
+    """One interaction; nothing escapes (see agents/routing.py)."""
+    started = time.perf_counter()
+    delay = 0.2
+    with event_context(event):
+        try:
+            while True:
+                try:
+                    await bill(event, batch)
+                    break
+                except Poison as e:
+                    await dead_letter(STAGE, event, str(e))
+                    break
+                except RETRYABLE as e:
+                    log.warning("kafka unavailable, retrying", extra={"stage": STAGE, "reason": type(e).__name__})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                except Exception as e:  # noqa: BLE001 - never let one message kill the agent
+                    log.exception("unexpected error", extra={"stage": STAGE, "reason": type(e).__name__})
+                    await dead_letter(STAGE, event, f"unexpected {type(e).__name__} in {STAGE}")
+                    break
+        finally:
+            batch.done()
+            STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+
+
+@app.agent(topics["callbill.billable"], name="billing")
+async def billing(stream: faust.StreamT) -> None:
+    async for events in stream.take_events(settings.billing_batch, within=settings.billing_batch_window):
+        batch = Batch(len(events))
+        if erp.client() is None:
+            for event in events:  # no I/O to overlap; in order keeps the numbering simple
+                await bill_one(event, batch)
+        else:
+            await asyncio.gather(*(bill_in_order(group, batch) for group in by_key(events)))
+
+
+def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
+    """Events of one interaction stay in order; different interactions run concurrently."""
+    groups: dict[object, list[faust.EventT]] = {}
+    for e in events:
+        groups.setdefault(e.message.key, []).append(e)
+    return list(groups.values())
+
+
+async def bill_in_order(group: list[faust.EventT], batch: Batch) -> None:
+    for event in group:
+        await bill_one(event, batch)

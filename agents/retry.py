@@ -1,0 +1,40 @@
+"""callbill.retry -> the stage's input topic, once an item's `notBefore` has passed.
+
+Parked work waits here instead of in the stage that parked it, so one item in backoff
+never blocks the items behind it there. The topic is a FIFO per partition: an item waits
+for its own delay and at most the (capped) delay of the items ahead of it. Nothing is
+dropped: an item that fails again is parked again with a longer delay.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import faust
+
+from agents.routing import Poison, audit, guarded, parse
+from app.main import app, topics
+from schemas.events import RetryItem, utcnow
+
+STAGE = "retry"
+ATTEMPT_HEADER = "callbill-attempt"
+TARGETS = {"callbill.billable", "callbill.invoices", "callbill.documents"}
+
+
+async def handle(event: faust.EventT) -> None:
+    item: RetryItem = parse(RetryItem, event.value)  # type: ignore[assignment]
+    if item.topic not in TARGETS:
+        raise Poison(f"retry item names topic {item.topic!r}, which takes no retries")
+    wait = (item.notBefore - utcnow()).total_seconds()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    fut = await topics[item.topic].send(
+        key=item.interactionId.encode(), value=json.dumps(item.payload, separators=(",", ":")).encode(),
+        headers={ATTEMPT_HEADER: str(item.attempt).encode()})
+    await fut
+    await audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)
+
+
+@app.agent(topics["callbill.retry"], name="retry")
+async def retry(stream: faust.StreamT) -> None:
+    await guarded(STAGE, stream, handle)

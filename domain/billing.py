@@ -1,0 +1,89 @@
+"""From a billable interaction and its customer to an invoice: pricing, dates, channel.
+
+Pure: the agent supplies the customer record, the rate card, the invoice number (or the
+ERP's answer) and the clock.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from domain.dates import InvoiceDates, invoice_dates
+from domain.pricing import Priced, RateCard, price
+from schemas.customers import Customer
+from schemas.events import InteractionCompleted
+from schemas.invoices import ErpInvoiceRequest, ErpInvoiceResponse, ErpLineItem, Invoice
+
+
+class Draft(BaseModel):
+    """Everything about an invoice except its number."""
+
+    interaction: InteractionCompleted
+    customerReference: str
+    priced: Priced
+    dates: InvoiceDates
+    paymentTermsDays: int
+    deliveryChannel: str
+
+
+def delivery_channel(c: Customer) -> str:
+    """The channel the invoice will most likely go by (the delivery stage decides finally).
+
+    transactionalEmail: false is the guide's "No Email" flag; marketingEmail is ignored.
+    """
+    p = c.preferences
+    if p.transactionalEmail and c.email:
+        return "EMAIL"
+    if p.sms and c.phone:
+        return "SMS"
+    if p.postal and c.postalAddress and c.postalAddress.line1:
+        return "POSTAL"
+    return "NONE"
+
+
+def draft(interaction: InteractionCompleted, customer: Customer, card: RateCard,
+          default_timezone: str | None) -> Draft:
+    """Raises PricingError or DateError (each with a review reason) when it cannot."""
+    addr = customer.postalAddress
+    priced = price(card, wrapup_code=interaction.wrapupCode, service_type=interaction.serviceType,
+                   duration_seconds=interaction.durationSeconds, currency=customer.currency,
+                   country=addr.country if addr else None, region=addr.region if addr else None,
+                   tax_id=customer.taxId)
+    terms = customer.paymentTermsDays if customer.paymentTermsDays is not None else card.paymentTermsDays
+    dates = invoice_dates(interaction.endedAt, customer.timezone, default_timezone, terms)
+    return Draft(interaction=interaction, customerReference=customer.customerId, priced=priced, dates=dates,
+                 paymentTermsDays=terms, deliveryChannel=delivery_channel(customer))
+
+
+def erp_request(d: Draft) -> ErpInvoiceRequest:
+    p = d.priced
+    return ErpInvoiceRequest(
+        sourceInteractionId=d.interaction.interactionId, requestedAmount=p.total, currency=p.currency,
+        lineItems=[ErpLineItem(description=li.description, quantity=li.quantity, unitPrice=li.unitPrice)
+                   for li in p.lineItems],
+        customerReference=d.customerReference, deliveryChannel=d.deliveryChannel, priority=p.priority,
+        issueDate=d.dates.issueDate, serviceDate=d.dates.serviceDate, dueDate=d.dates.dueDate,
+        timezone=d.dates.timezone, subtotal=p.subtotal, taxes=p.taxes,
+    )
+
+
+def issue(d: Draft, number: str, series: str, now: datetime, erp: ErpInvoiceResponse | None = None) -> Invoice:
+    """The invoice as issued; with an ERP answer, its number and amounts are the truth."""
+    p = d.priced
+    subtotal, tax_total, total, notes = p.subtotal, p.taxTotal, p.total, list(p.notes)
+    if erp is not None:
+        total = erp.total
+        subtotal = erp.subtotal if erp.subtotal is not None else subtotal
+        tax_total = erp.taxTotal if erp.taxTotal is not None else tax_total
+        if (subtotal, tax_total, total) != (p.subtotal, p.taxTotal, p.total):
+            notes.append("Amounts as issued by the billing system.")
+    return Invoice(
+        interactionId=d.interaction.interactionId, invoiceNumber=number, series=series,
+        issuer="erp" if erp else "callbill", erpInvoiceId=erp.invoiceId if erp else None,
+        customerReference=d.customerReference, rateId=p.rateId, currency=p.currency, lineItems=p.lineItems,
+        subtotal=subtotal, taxes=p.taxes, taxTotal=tax_total, total=total, notes=notes,
+        timezone=d.dates.timezone, serviceAt=d.dates.serviceAt, serviceAtLocal=d.dates.serviceAtLocal,
+        serviceDate=d.dates.serviceDate, issueDate=d.dates.issueDate, dueDate=d.dates.dueDate,
+        paymentTermsDays=d.paymentTermsDays, deliveryChannel=d.deliveryChannel, issuedAt=now,
+    )

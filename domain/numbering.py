@@ -1,0 +1,33 @@
+"""Invoice numbers when callbill issues them (no ERP): one gap-free series per partition.
+
+Every interaction is keyed by interactionId, so it is always billed on the same
+partition, by one worker at a time. Each partition owns a series (`INV03` for partition
+3) and a counter kept in the ledger table beside the entries it numbers, in the same
+changelog partition. The number is written into the interaction's ledger entry before
+the counter moves, so after a crash either both survived, or only the entry did (the
+redelivered interaction keeps its number and the counter catches up), or neither did
+(the interaction is numbered again with the same number). Numbers are assigned only when
+the invoice is issued, after every check passed, so retries, duplicates and review cases
+never consume one. EU invoicing rules allow "one or more series".
+"""
+from __future__ import annotations
+
+
+def series(prefix: str, partition: int, partitions: int) -> str:
+    width = max(2, len(str(max(partitions - 1, 0))))
+    return f"{prefix}{partition:0{width}d}"
+
+
+def invoice_number(series_: str, seq: int) -> str:
+    return f"{series_}-{seq:06d}"
+
+
+def seq_of(number: str, series_: str) -> int | None:
+    """The sequence number of `number` if it belongs to `series_`."""
+    head, _, tail = number.rpartition("-")
+    return int(tail) if head == series_ and tail.isdigit() else None
+
+
+def counter_key(series_: str) -> str:
+    """The ledger-table key of a series' counter ('#' cannot start a Genesys id)."""
+    return f"#series:{series_}"

@@ -1,0 +1,101 @@
+"""Invoices: the ERP request (the guide's shape), its answer, and what callbill.invoices carries.
+
+Amounts are Decimal; on topics they are JSON strings ("150.00"), so nothing passes
+through a float. The ERP request writes them as exact JSON numbers (`erp_json`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.pricing import LineItem, TaxAmount
+
+
+class ErpLineItem(BaseModel):
+    description: str
+    quantity: int
+    unitPrice: Decimal
+
+
+class ErpInvoiceRequest(BaseModel):
+    """POST /v1/billing/generate-invoice. Deterministic for an interaction, so a retry
+    with the same Idempotency-Key carries the same body (the ERP answers 409 otherwise)."""
+
+    sourceInteractionId: str
+    requestedAmount: Decimal  # the total the customer pays, tax included
+    currency: str
+    lineItems: list[ErpLineItem]
+    customerReference: str
+    deliveryChannel: Literal["EMAIL", "SMS", "POSTAL", "NONE"]
+    priority: Literal["LOW", "NORMAL", "HIGH"] = "NORMAL"
+    # beyond the guide's example: the dates already in the customer's timezone (the
+    # guide's trap), and the taxes callbill computed, so the ERP needs no conversion.
+    issueDate: date | None = None
+    serviceDate: date | None = None
+    dueDate: date | None = None
+    timezone: str | None = None
+    subtotal: Decimal | None = None
+    taxes: list[TaxAmount] = Field(default_factory=list)
+
+
+class ErpInvoiceResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    invoiceNumber: str = Field(min_length=1, max_length=64)
+    invoiceId: str | None = None
+    currency: str | None = None
+    subtotal: Decimal | None = None
+    taxTotal: Decimal | None = None
+    total: Decimal
+
+
+class Invoice(BaseModel):
+    """An issued invoice on callbill.invoices (key: interactionId)."""
+
+    interactionId: str
+    invoiceNumber: str
+    series: str
+    issuer: Literal["callbill", "erp"]
+    erpInvoiceId: str | None = None
+    customerReference: str
+    rateId: str
+    currency: str
+    lineItems: list[LineItem]
+    subtotal: Decimal
+    taxes: list[TaxAmount]
+    taxTotal: Decimal
+    total: Decimal
+    notes: list[str] = Field(default_factory=list)
+    timezone: str
+    serviceAt: AwareDatetime  # UTC
+    serviceAtLocal: datetime  # the customer's local time, with offset
+    serviceDate: date  # local
+    issueDate: date  # local
+    dueDate: date  # local
+    paymentTermsDays: int
+    deliveryChannel: Literal["EMAIL", "SMS", "POSTAL", "NONE"]
+    issuedAt: AwareDatetime  # UTC, when callbill issued it
+
+
+_DEC = re.compile(r'"\\u0000dec:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def erp_json(model: BaseModel) -> bytes:
+    """JSON with Decimal amounts as exact JSON numbers (150.00, not "150.00" or 150.0)."""
+    def mark(value: object) -> object:
+        if isinstance(value, Decimal):
+            return f"\u0000dec:{value:f}"
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        return value
+
+    data = mark(model.model_dump(mode="python", exclude_none=True))
+    text = json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _DEC.sub(r"\1", text).encode()
