@@ -24,7 +24,7 @@ from adapters.erp import ErpRejected, ErpRetryable
 from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
 from agents.routing import _dead_letter_or_log as dead_letter
 from app import erp
-from app.logs import get_logger
+from app.logs import error_site, get_logger
 from app.main import app, settings, topics
 from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
 from domain.backoff import next_delay
@@ -45,11 +45,13 @@ log = get_logger("billing")
 
 
 class Batch:
-    """Tells items in backoff when the rest of their batch is done, so they park instead."""
+    """Tells items in backoff when the rest of their batch is done, so they park instead;
+    collects the batch's output sends, awaited before the batch is acknowledged."""
 
     def __init__(self, size: int) -> None:
-        self.busy = size
+        self.busy = size  # groups (interactions) still working
         self.park = asyncio.Event()
+        self.sends: list[asyncio.Future] = []
 
     def _check(self) -> None:
         if self.busy <= 0:
@@ -63,6 +65,17 @@ class Batch:
         self.busy += 1
 
     done = waiting
+
+    async def sent(self) -> None:
+        """Every output of the batch acknowledged by Kafka (acks=all). A failure here means
+        the producer gave up: the send guard (app/sensors.py) stops the worker before any
+        commit, so the batch is redelivered."""
+        results = await asyncio.gather(*self.sends, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.error("outputs not acknowledged; waiting for the worker to stop",
+                      extra={"stage": STAGE, "reason": type(failed[0]).__name__})
+            await asyncio.Event().wait()  # never ack this batch; cancelled by the stop
 
 
 @dataclass
@@ -120,20 +133,23 @@ def catch_up_counter(invoice: Invoice) -> None:
 
 
 async def to_review(iid: str, entry: LedgerEntry, reason: str, detail: str,
-                    interaction: InteractionCompleted) -> None:
-    put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason=reason))
+                    interaction: InteractionCompleted, source: str) -> None:
+    # the draft is dropped: a resubmit after the fix is priced afresh
+    put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason=reason, billingSource=source, draft=None))
     await review(STAGE, iid, reason, interaction, detail=detail)
     await audit(STAGE, iid, "REVIEW", reason)
 
 
-async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked) -> None:
-    delay = settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay, settings.retry_max_delay,
-                                                   p.retry_after)
+async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked,
+               batch: Batch) -> None:
+    delay = min(settings.retry_max_delay,
+                settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay,
+                                                       settings.retry_max_delay, p.retry_after))
     not_before = utcnow() + timedelta(seconds=delay)
     put_entry(iid, entry.touched(utcnow(), reason=f"WAITING: {p.reason} (attempt {attempt})"))
-    await publish("callbill.retry", iid, RetryItem(
+    batch.sends.append(await publish("callbill.retry", iid, RetryItem(
         interactionId=iid, stage=STAGE, topic="callbill.billable", attempt=attempt, notBefore=not_before,
-        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False)
+        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False))
     RETRY_PARKED.labels(STAGE).inc()
     await audit(STAGE, iid, "PARKED", p.reason, count=attempt)
 
@@ -151,47 +167,62 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
             catch_up_counter(invoice)
         if entry.billingSource == source and invoice is not None:
             # this very message again (crash or rebalance): its invoice may not have landed
-            await publish("callbill.invoices", iid, invoice, wait=False)
+            batch.sends.append(await publish("callbill.invoices", iid, invoice, wait=False))
             await audit(STAGE, iid, "REPUBLISHED", f"invoice {invoice.invoiceNumber}")
         else:
             await audit(STAGE, iid, "ALREADY_BILLED", f"invoice {entry.invoiceNumber}")
+        return
+    if entry.state is State.REVIEW and entry.billingSource == source:
+        await audit(STAGE, iid, "ALREADY_IN_REVIEW", entry.reason)  # redelivered: reviewed once
         return
 
     await directory.ready()
     customer = directory.customers.get(interaction.customerId or "")
     if customer is None:
         await to_review(iid, entry, "UNKNOWN_CUSTOMER", "the customer id is not in the customer directory; "
-                        "import the customer and resubmit", interaction)
+                        "import the customer and resubmit", interaction, source)
         return
     try:
-        d = draft(interaction, customer, erp.rate_card(), settings.default_timezone)
+        if entry.draft and erp.client() is not None:
+            # a retry sends the ERP the very body of the first attempt (same Idempotency-Key,
+            # same body), even if the customer record or the rate card changed meanwhile
+            d = Draft.model_validate(entry.draft)
+        else:
+            d = draft(interaction, customer, erp.rate_card(), settings.default_timezone)
     except (PricingError, DateError) as e:
-        await to_review(iid, entry, e.reason, e.detail, interaction)
+        await to_review(iid, entry, e.reason, e.detail, interaction, source)
         return
 
     if erp.client() is None:
         number, series_ = number_locally(msg.partition)
         invoice = issue(d, number, series_, utcnow())
     else:
+        if not entry.draft:
+            entry = entry.touched(utcnow(), draft=d.model_dump(mode="json"))
+            put_entry(iid, entry)
         result = await call_erp(d, batch)
+        entry = get_entry(iid) or entry  # re-read: the await above let other work run
         if isinstance(result, Parked):
             attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
-            await park(iid, entry, interaction, attempt, result)
+            await park(iid, entry, interaction, attempt, result, batch)
             return
         if isinstance(result, ErpRejected):
-            detail = f"the ERP answered {result.status} {result.error_code}"
-            if result.message:
-                detail += f": {result.message}"
-            await to_review(iid, entry, f"ERP_REJECTED:{result.error_code}", detail, interaction)
+            # the code only: the ERP's free text may quote customer data
+            await to_review(iid, entry, f"ERP_REJECTED:{result.error_code}",
+                            f"the ERP answered {result.status} {result.error_code}", interaction, source)
+            return
+        if result.currency and result.currency.upper() != d.priced.currency:
+            await to_review(iid, entry, "ERP_CURRENCY_MISMATCH",
+                            f"the ERP issued {result.invoiceNumber} in {result.currency[:3]}, "
+                            f"not {d.priced.currency}", interaction, source)
             return
         invoice = issue(d, result.invoiceNumber, "ERP", utcnow(), result)
-        entry = get_entry(iid) or entry  # re-read: the await above let other work run
 
     # the entry (with its number) is written before the counter moves: see domain/numbering.py
     put_entry(iid, entry.touched(utcnow(), state=State.BILLED, reason=None, invoiceNumber=invoice.invoiceNumber,
                                  invoice=invoice.model_dump(mode="json"), billingSource=source))
     catch_up_counter(invoice)
-    await publish("callbill.invoices", iid, invoice, wait=False)
+    batch.sends.append(await publish("callbill.invoices", iid, invoice, wait=False))
     await audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber}")
 
 
@@ -213,23 +244,26 @@ async def bill_one(event: faust.EventT, batch: Batch) -> None:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                 except Exception as e:  # noqa: BLE001 - never let one message kill the agent
-                    log.exception("unexpected error", extra={"stage": STAGE, "reason": type(e).__name__})
+                    log.error("unexpected error", extra={"stage": STAGE, "reason": error_site(e)})
                     await dead_letter(STAGE, event, f"unexpected {type(e).__name__} in {STAGE}")
                     break
         finally:
-            batch.done()
             STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
 
 
 @app.agent(topics["callbill.billable"], name="billing")
 async def billing(stream: faust.StreamT) -> None:
+    await directory.ready()
     async for events in stream.take_events(settings.billing_batch, within=settings.billing_batch_window):
-        batch = Batch(len(events))
         if erp.client() is None:
+            batch = Batch(1)
             for event in events:  # no I/O to overlap; in order keeps the numbering simple
                 await bill_one(event, batch)
         else:
-            await asyncio.gather(*(bill_in_order(group, batch) for group in by_key(events)))
+            groups = by_key(events)
+            batch = Batch(len(groups))
+            await asyncio.gather(*(bill_in_order(group, batch) for group in groups))
+        await batch.sent()
 
 
 def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
@@ -241,5 +275,8 @@ def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
 
 
 async def bill_in_order(group: list[faust.EventT], batch: Batch) -> None:
-    for event in group:
-        await bill_one(event, batch)
+    try:
+        for event in group:
+            await bill_one(event, batch)
+    finally:
+        batch.done()

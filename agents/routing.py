@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
-from app.logs import get_logger
+from app.logs import error_site, get_logger
 from app.main import topics
 from app.metrics import STAGE_LATENCY, STAGE_OUTCOMES
 from schemas.errors import summary
@@ -33,7 +33,7 @@ class Poison(Exception):
 
 
 async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
-                  headers: dict[str, bytes] | None = None) -> None:
+                  headers: dict[str, bytes] | None = None) -> asyncio.Future:
     """Send; with `wait`, until the broker acknowledged it (acks=all).
 
     Not waiting is still safe for the message being processed: Faust flushes the
@@ -45,6 +45,7 @@ async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
                                    headers=headers)
     if wait:
         await fut
+    return fut
 
 
 async def audit(stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
@@ -63,10 +64,10 @@ async def review(stage: str, interaction_id: str, reason: str, interaction: Base
     ))
 
 
-async def dead_letter(stage: str, event: faust.EventT, reason: str) -> None:
+async def dead_letter(stage: str, event: faust.EventT, reason: str, keep_value: bool = True) -> None:
     msg = event.message
     key = msg.key if isinstance(msg.key, bytes) else None
-    value = msg.value if isinstance(msg.value, bytes) else None
+    value = msg.value if isinstance(msg.value, bytes) and keep_value else None
     STAGE_OUTCOMES.labels(stage, "DEAD_LETTER").inc()
     log.warning("dead letter", extra={"stage": stage, "reason": reason})
     dl = DeadLetter(
@@ -133,22 +134,40 @@ async def guarded(stage: str, stream: faust.StreamT,
                 await _dead_letter_or_log(stage, event, str(e))
                 break
             except RETRYABLE as e:
+                if not retriable(e):
+                    await _dead_letter_or_log(stage, event, f"kafka refused the output: {type(e).__name__}")
+                    break
                 log.warning("kafka unavailable, retrying", extra={"stage": stage, "reason": type(e).__name__})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             except Exception as e:  # noqa: BLE001 - the point: never let one message kill the agent
-                log.exception("unexpected error", extra={"stage": stage, "reason": type(e).__name__})
+                log.error("unexpected error", extra={"stage": stage, "reason": error_site(e)})
                 await _dead_letter_or_log(stage, event, f"unexpected {type(e).__name__} in {stage}")
                 break
         STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
 
 
+def retriable(e: BaseException) -> bool:
+    """Kafka errors that can succeed later (broker down, leader moving); not e.g. too large."""
+    return not isinstance(e, KafkaError) or bool(getattr(e, "retriable", False)) or \
+        type(e).__name__ in ("KafkaTimeoutError", "KafkaConnectionError", "NodeNotReadyError")
+
+
 async def _dead_letter_or_log(stage: str, event: faust.EventT, reason: str) -> None:
     delay = 0.2
+    keep_value = True
     while True:
         try:
-            await dead_letter(stage, event, reason)
+            await dead_letter(stage, event, reason, keep_value)
             return
-        except RETRYABLE:
+        except RETRYABLE as e:
+            if not retriable(e):
+                # e.g. too large once base64-encoded: keep the pointer (topic, partition,
+                # offset) without the bytes; the message can be replayed from its source.
+                if not keep_value:
+                    log.error("dead letter refused", extra={"stage": stage, "reason": type(e).__name__})
+                    return
+                keep_value = False
+                continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

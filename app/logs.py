@@ -35,6 +35,9 @@ def configure_logging(level: str) -> None:
     lib_level = max(logging.INFO, _level(level))
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(lib_level)
+    # faust.topics logs a failed send with the whole message (its value may hold personal
+    # data); app/sensors.py reports those failures without it.
+    logging.getLogger("faust.topics").setLevel(logging.ERROR)
     log = logging.getLogger("callbill")
     if log.handlers:
         return
@@ -54,3 +57,15 @@ def _level(name: str) -> int:
     aliases = {"warn": "WARNING", "crit": "CRITICAL"}
     value = logging.getLevelName(aliases.get(name.lower(), name.upper()))
     return value if isinstance(value, int) else logging.INFO
+
+
+def error_site(exc: BaseException) -> str:
+    """Where an exception was raised (file:line), for logs that must not carry its text:
+    exception messages can quote input values (pydantic does)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    code = tb.tb_frame.f_code
+    return f"{type(exc).__name__} at {code.co_filename.rsplit('/', 2)[-1]}:{tb.tb_lineno} in {code.co_name}"

@@ -5,6 +5,7 @@ import faust
 
 from app import topics as topic_specs
 from app.logs import configure_logging
+from app.sensors import SendGuard, disable_commits
 from app.settings import get_settings
 
 settings = get_settings()
@@ -23,11 +24,7 @@ class CallbillApp(faust.App):
         # never handed to the agent (seen in tests/test_intake.py: events lost on SIGTERM).
         # Commit nothing from here on: the next worker resumes from the last periodic
         # commit and the ledger makes the repeats harmless.
-        async def no_commit(*args, **kwargs) -> bool:
-            return False
-
-        if self._consumer is not None:
-            self._consumer.commit = no_commit  # type: ignore[method-assign]
+        disable_commits(self)
         await super().on_stop()
 
 
@@ -55,6 +52,7 @@ app = CallbillApp(
 )
 
 topics = topic_specs.declare(app)
+app.sensors.add(SendGuard(app))
 
 
 # Register agents and web views by plain import, not autodiscovery: autodiscovery turns

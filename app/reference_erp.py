@@ -106,7 +106,8 @@ class ReferenceErp:
                                               "message": "this Idempotency-Key was used with a different request body"})
                 return self._answer(status, body)
             status, body = self._create(key, raw)
-            self.responses[key] = (digest, status, body)
+            if status < 400:  # like Stripe: a request that failed validation is not saved
+                self.responses[key] = (digest, status, body)
             return self._answer(status, body)
 
     def _create(self, key: str, raw: bytes) -> tuple[int, dict]:
@@ -128,8 +129,9 @@ class ReferenceErp:
         if not customer or (b.known_customers is not None and customer not in b.known_customers):
             return 400, {"error_code": "UNKNOWN_CUSTOMER", "message": "customerReference is not a known customer"}
         try:
-            subtotal = round_money(sum((parse_amount(li["quantity"]) * parse_amount(li["unitPrice"]) for li in lines),
-                                       Decimal(0)), currency)
+            # each line rounded, then summed: the invoice shows line amounts that add up
+            subtotal = sum((round_money(parse_amount(li["quantity"]) * parse_amount(li["unitPrice"]), currency)
+                            for li in lines), Decimal(0))
             tax = round_money(sum((parse_amount(t["amount"]) for t in req.get("taxes") or []), Decimal(0)), currency)
         except (KeyError, TypeError, MoneyError) as e:
             return 400, {"error_code": "INVALID_REQUEST", "message": f"malformed line item or tax ({type(e).__name__})"}

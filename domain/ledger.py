@@ -30,6 +30,7 @@ class LedgerEntry(BaseModel):
     invoiceNumber: str | None = None
     invoice: dict | None = None
     billingSource: str | None = None
+    draft: dict | None = None  # ERP mode: what the first request was built from, resent as is
 
     def touched(self, now: datetime, **changes) -> "LedgerEntry":
         return self.model_copy(update={"updatedAt": now, **changes})

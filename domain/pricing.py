@@ -271,7 +271,7 @@ def price(card: RateCard, *, wrapup_code: str | None, service_type: str | None, 
 
     where, jur = card.jurisdiction(country, region)
     notes = [jur.note] if jur.note else []
-    reverse = jur.reverseCharge and bool(tax_id)
+    reverse = jur.reverseCharge and bool((tax_id or "").strip())
     taxes = []
     for t in jur.lines:
         rate_ = Decimal(0) if reverse else t.rate

@@ -129,3 +129,27 @@ def test_retry_after_http_date():
     assert retry_after_seconds("Wed, 25 Nov 2026 12:00:30 GMT", now) == 30.0
     assert retry_after_seconds("120") == 120.0
     assert retry_after_seconds("soon") is None
+
+
+def test_the_erp_accepts_what_callbill_prices_sub_cent_tiers_included(erp, tmp_path):
+    """callbill rounds each line then sums; so does the ERP, so the totals agree."""
+    import json
+    from datetime import datetime, timezone
+
+    from domain.billing import draft, erp_request
+    from domain.pricing import load_rate_card
+    from schemas.customers import Customer
+    from schemas.events import InteractionCompleted
+
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"rates": [{"id": "t", "match": {"wrapupCodes": ["B"]}, "description": "T",
+                                           "charge": "per_started_minute", "prices": {"USD": {"tiers": [
+                                               {"upTo": 3, "unitPrice": "0.035"}, {"unitPrice": "0.025"}]}}}],
+                                "taxes": {"*": {"lines": [{"name": "VAT", "rate": "0.175"}]}}}))
+    c = Customer(customerId="CUST-1", timezone="UTC", currency="USD")
+    for seconds in (1, 61, 179, 181, 359, 3599):
+        i = InteractionCompleted(interactionId=f"t-{seconds}", source="webhook", customerId="CUST-1",
+                                 endedAt=datetime(2026, 1, 1, tzinfo=timezone.utc), durationSeconds=seconds,
+                                 wrapupCode="B")
+        answer = run(call, erp.url, erp_request(draft(i, c, load_rate_card(card), None)))
+        assert answer.total == draft(i, c, load_rate_card(card), None).priced.total
