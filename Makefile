@@ -35,6 +35,7 @@ status: install
 
 bench: install           ## throughput beside raw aiokafka ceilings; results in bench/results/
 	$(PY) -m bench.ingest
+	$(PY) -m bench.billing
 
 clean:
 	-$(CALLBILL) dev down

@@ -8,10 +8,11 @@ error code and a bounded message, never the request body.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from adapters.http import retry_after_seconds
@@ -36,46 +37,58 @@ class ErpRejected(Exception):
 
 
 class ErpClient:
+    """aiohttp, not httpx: under 64 concurrent requests httpx's pool managed ~175 req/s on
+    this hardware against ~1,550 for aiohttp (bench/results, README "Billing")."""
+
     def __init__(self, base_url: str, token: str | None, timeout: float = 5.0, max_connections: int = 64) -> None:
+        self._base = base_url.rstrip("/")
         self._token = token
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30))
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def generate_invoice(self, req: ErpInvoiceRequest) -> ErpInvoiceResponse:
         headers = {"Content-Type": "application/json", "Idempotency-Key": req.sourceInteractionId}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            resp = await self._http.post(PATH, content=erp_json(req), headers=headers)
-        except httpx.TimeoutException:
+            async with self._http().post(self._base + PATH, data=erp_json(req), headers=headers) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                raw = await resp.read()
+        except asyncio.TimeoutError:
             raise ErpRetryable("ERP_TIMEOUT") from None
-        except httpx.TransportError:
+        except aiohttp.ClientError:
             raise ErpRetryable("ERP_UNREACHABLE") from None
-        status = resp.status_code
         if status == 429 or status >= 500:
-            raise ErpRetryable(f"ERP_HTTP_{status}", retry_after_seconds(resp.headers.get("Retry-After")))
+            raise ErpRetryable(f"ERP_HTTP_{status}", retry_after_seconds(retry_after))
         if status >= 300:
-            code, message = _error_of(resp)
+            code, message = _error_of(status, raw)
             raise ErpRejected(status, code, message)
         try:
-            return ErpInvoiceResponse.model_validate(json.loads(resp.content, parse_float=Decimal))
+            return ErpInvoiceResponse.model_validate(json.loads(raw, parse_float=Decimal))
         except (ValueError, ValidationError):
             raise ErpRejected(status, "ERP_BAD_RESPONSE", "the ERP's answer is not a valid invoice response") from None
 
 
-def _error_of(resp: httpx.Response) -> tuple[str, str]:
+def _error_of(status: int, raw: bytes) -> tuple[str, str]:
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict):
         err = body.get("error") if isinstance(body.get("error"), dict) else body
-        code = str(err.get("error_code") or err.get("code") or f"HTTP_{resp.status_code}")[:64]
+        code = str(err.get("error_code") or err.get("code") or f"HTTP_{status}")[:64]
         message = str(err.get("message") or err.get("error_description") or "")[:300]
         return code, message
-    return f"HTTP_{resp.status_code}", ""
+    return f"HTTP_{status}", ""

@@ -27,6 +27,7 @@ from app import erp
 from app.logs import error_site, get_logger
 from app.main import app, settings, topics
 from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
+from app.writes import PENDING_WRITES
 from domain.backoff import next_delay
 from domain.billing import Draft, draft, erp_request, issue
 from domain.dates import DateError
@@ -140,16 +141,15 @@ async def to_review(iid: str, entry: LedgerEntry, reason: str, detail: str,
     await audit(STAGE, iid, "REVIEW", reason)
 
 
-async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked,
-               batch: Batch) -> None:
+async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked) -> None:
     delay = min(settings.retry_max_delay,
                 settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay,
                                                        settings.retry_max_delay, p.retry_after))
     not_before = utcnow() + timedelta(seconds=delay)
     put_entry(iid, entry.touched(utcnow(), reason=f"WAITING: {p.reason} (attempt {attempt})"))
-    batch.sends.append(await publish("callbill.retry", iid, RetryItem(
+    await publish("callbill.retry", iid, RetryItem(
         interactionId=iid, stage=STAGE, topic="callbill.billable", attempt=attempt, notBefore=not_before,
-        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False))
+        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False)
     RETRY_PARKED.labels(STAGE).inc()
     await audit(STAGE, iid, "PARKED", p.reason, count=attempt)
 
@@ -167,7 +167,7 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
             catch_up_counter(invoice)
         if entry.billingSource == source and invoice is not None:
             # this very message again (crash or rebalance): its invoice may not have landed
-            batch.sends.append(await publish("callbill.invoices", iid, invoice, wait=False))
+            await publish("callbill.invoices", iid, invoice, wait=False)
             await audit(STAGE, iid, "REPUBLISHED", f"invoice {invoice.invoiceNumber}")
         else:
             await audit(STAGE, iid, "ALREADY_BILLED", f"invoice {entry.invoiceNumber}")
@@ -204,7 +204,7 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
         entry = get_entry(iid) or entry  # re-read: the await above let other work run
         if isinstance(result, Parked):
             attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
-            await park(iid, entry, interaction, attempt, result, batch)
+            await park(iid, entry, interaction, attempt, result)
             return
         if isinstance(result, ErpRejected):
             # the code only: the ERP's free text may quote customer data
@@ -222,7 +222,7 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
     put_entry(iid, entry.touched(utcnow(), state=State.BILLED, reason=None, invoiceNumber=invoice.invoiceNumber,
                                  invoice=invoice.model_dump(mode="json"), billingSource=source))
     catch_up_counter(invoice)
-    batch.sends.append(await publish("callbill.invoices", iid, invoice, wait=False))
+    await publish("callbill.invoices", iid, invoice, wait=False)
     await audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber}")
 
 
@@ -255,14 +255,19 @@ async def bill_one(event: faust.EventT, batch: Batch) -> None:
 async def billing(stream: faust.StreamT) -> None:
     await directory.ready()
     async for events in stream.take_events(settings.billing_batch, within=settings.billing_batch_window):
-        if erp.client() is None:
-            batch = Batch(1)
-            for event in events:  # no I/O to overlap; in order keeps the numbering simple
-                await bill_one(event, batch)
-        else:
-            groups = by_key(events)
-            batch = Batch(len(groups))
-            await asyncio.gather(*(bill_in_order(group, batch) for group in groups))
+        groups = by_key(events)
+        batch = Batch(len(groups))
+        # every send of the batch (ledger and counter changelogs, invoices, parked items,
+        # audit) is collected and awaited before take_events acknowledges the batch
+        token = PENDING_WRITES.set(batch.sends)
+        try:
+            if erp.client() is None:
+                for event in events:  # no I/O to overlap; in order keeps the numbering simple
+                    await bill_one(event, batch)
+            else:
+                await asyncio.gather(*(bill_in_order(group, batch) for group in groups))
+        finally:
+            PENDING_WRITES.reset(token)
         await batch.sent()
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.logs import error_site, get_logger
 from app.main import topics
+from app.writes import track
 from app.metrics import STAGE_LATENCY, STAGE_OUTCOMES
 from schemas.errors import summary
 from schemas.events import AuditEvent, DeadLetter, ReviewItem
@@ -45,7 +46,7 @@ async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
                                    headers=headers)
     if wait:
         await fut
-    return fut
+    return track(fut)
 
 
 async def audit(stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:

@@ -36,6 +36,10 @@ def main(argv: list[str]) -> int:
     print("== bringing the local stack up (Kafka KRaft, SeaweedFS S3, SMTP sink)")
     if devstack.up(var) != 0:
         return 1
+    from app.reference_erp import ReferenceErp
+
+    erp = ReferenceErp(token="demo-erp-token", latency_ms=20).start()
+    print(f"== reference ERP on {erp.url} (20 ms latency, idempotent on Idempotency-Key)")
     run = f"demo-{time.strftime('%Y%m%d%H%M%S')}"
     port = 6066 if devstack._port_bindable(6066) else 16066
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBILL_")}
@@ -45,6 +49,8 @@ def main(argv: list[str]) -> int:
         "CALLBILL_DATA_DIR": str(var / "demo" / run), "CALLBILL_LOG_LEVEL": "warn",
         # no Genesys org here: wrap-up code names come from the offline mapping file
         "CALLBILL_WRAPUP_CODES_FILE": str(REPO / "samples" / "directory" / "wrapup-codes.json"),
+        "CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
+        "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "demo-erp-token",
     })
     log_path = var / "demo" / f"{run}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,10 +68,15 @@ def main(argv: list[str]) -> int:
         needed.update({r["key"]: 1 for r in rows if r["key"] and r["path"] == "/genesys/eventbridge"})
         outcomes = asyncio.run(_outcomes(bootstrap, run + ".", needed))
         _print_table(rows, outcomes)
+        forwarded = sorted({k for k, v in _final(outcomes).items() if "intake:FORWARDED" in v})
+        billed = asyncio.run(_billing(bootstrap, run + ".", forwarded))
+        _print_invoices(forwarded, billed)
         ok = all(r["status"] == 202 for r in rows) and all(
-            len(_final(outcomes).get(k, [])) >= c for k, c in needed.items())
+            len(_final(outcomes).get(k, [])) >= c for k, c in needed.items()) and all(
+            k in billed["invoices"] for k in forwarded)
         return 0 if ok else 1
     finally:
+        erp.stop()
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(30)
@@ -187,4 +198,45 @@ def _print_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
             d = decisions[i] if i < len(decisions) else "(no decision yet)"
         outcome = d.split(":", 1)[-1]
         print(f"{r['file']:36} {key:38} {outcome:16} {WHERE.get(d, '-')}")
+    print()
+
+
+async def _billing(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
+    """The invoices issued for `ids` and any billing review, read back from the topics."""
+    from aiokafka import AIOKafkaConsumer
+
+    from app.topics import assign_from_start
+
+    out: dict = {"invoices": {}, "reviews": {}}
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    try:
+        for topic in ("callbill.invoices", "callbill.review"):
+            await assign_from_start(c, prefix + topic, wait=10)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not all(k in out["invoices"] or k in out["reviews"] for k in ids):
+                for msgs in (await c.getmany(timeout_ms=300)).values():
+                    for m in msgs:
+                        doc = json.loads(m.value)
+                        if topic == "callbill.invoices":
+                            out["invoices"][doc["interactionId"]] = doc
+                        elif doc.get("stage") == "billing":
+                            out["reviews"][doc["interactionId"]] = doc
+    finally:
+        await c.stop()
+    return out
+
+
+def _print_invoices(ids: list[str], billed: dict) -> None:
+    print("== invoices issued (reference ERP numbers; dates in the customer's timezone)")
+    print(f"{'interaction':38} {'invoice':16} {'total':>12} {'cur':4} {'service date':12} {'due':10}  timezone")
+    for k in ids:
+        inv = billed["invoices"].get(k)
+        if inv:
+            print(f"{k:38} {inv['invoiceNumber']:16} {inv['total']:>12} {inv['currency']:4} "
+                  f"{inv['serviceDate']:12} {inv['dueDate']:10}  {inv['timezone']}")
+        elif k in billed["reviews"]:
+            print(f"{k:38} {'(review)':16} {billed['reviews'][k]['reason']}")
+        else:
+            print(f"{k:38} (not billed yet)")
     print()

@@ -7,6 +7,7 @@ from app import topics as topic_specs
 from app.logs import configure_logging
 from app.sensors import SendGuard, disable_commits
 from app.settings import get_settings
+from app.writes import TrackedTable
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -49,6 +50,8 @@ app = CallbillApp(
     web_graph_enabled=False,
     web_router_enabled=False,
     web_metrics_enabled=False,
+    # table changelog sends can be awaited by a stage (app/writes.py)
+    Table=TrackedTable,
 )
 
 topics = topic_specs.declare(app)
