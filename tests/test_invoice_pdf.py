@@ -1,0 +1,77 @@
+"""The invoice PDF: content, any script, long invoices, identical bytes on every render."""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from pypdf import PdfReader
+
+from app.fonts import fonts
+from domain.billing import draft, issue
+from domain.invoice_pdf import Buyer, Seller, render
+from domain.pricing import LineItem
+from test_domain_billing import CARD, customer, interaction
+
+SELLER = Seller("Callbill Demo Services GmbH", ("Musterstraße 1", "10115 Berlin", "Germany"), "DE123456789",
+                "billing@callbill.example", "Bank transfer to IBAN DE00 0000 0000 0000 0000 00.")
+
+
+def invoice(**over):
+    d = draft(interaction(), customer(), CARD, None)
+    inv = issue(d, "INV03-000042", "INV03", datetime(2027, 1, 1, 5, 0, tzinfo=timezone.utc))
+    return inv.model_copy(update=over)
+
+
+def text_of(pdf: bytes) -> list[str]:
+    # pypdf puts a NUL before each glyph of the CFF (CJK) font it extracts
+    return [re.sub(r"\s+", " ", p.extract_text().replace("\x00", "")) for p in PdfReader(io.BytesIO(pdf)).pages]
+
+
+def test_the_pdf_holds_number_totals_and_local_dates():
+    pdf = render(invoice(), SELLER, Buyer("Jane Doe", ("1 Main St", "Springfield, IL 62701"), "CUST-1"), fonts())
+    assert pdf.startswith(b"%PDF-")
+    (page,) = text_of(pdf)
+    for expected in ("INV03-000042", "34.53 USD", "32.50 USD", "2.03 USD", "Illinois sales tax 6.25%",
+                     "2026-12-31",  # ended 2026-12-31 23:30 UTC: still the 31st in Chicago
+                     "2027-01-30", "America/Chicago", "Jane Doe", "Musterstraße 1", "DE123456789", "Page 1 of 1"):
+        assert expected in page, expected
+
+
+def test_names_in_any_script_render():
+    pdf = render(invoice(), SELLER, Buyer("Zoë Ångström 山田太郎", ("Ελληνικά 1", "Москва"), "CUST-1"), fonts())
+    page = text_of(pdf)[0].replace(" ", "")
+    assert "ZoëÅngström山田太郎" in page and "Ελληνικά" in page and "Москва" in page
+    fonts_used = str(PdfReader(io.BytesIO(pdf)).pages[0]["/Resources"]["/Font"])
+    assert fonts_used.count("/F") >= 2  # the CJK fallback was embedded for this one
+
+
+def test_a_200_line_invoice_flows_over_pages_with_repeated_headings():
+    lines = [LineItem(description=f"Call segment {i}", quantity=1, unit="minute", unitPrice=Decimal("1.00"),
+                      amount=Decimal("1.00")) for i in range(200)]
+    pdf = render(invoice(lineItems=lines), SELLER, Buyer("Jane Doe", (), "CUST-1"), fonts())
+    pages = text_of(pdf)
+    assert len(pages) >= 4
+    for n, page in enumerate(pages, 1):
+        assert f"Page {n} of {len(pages)}" in page
+        assert "Description Qty Unit Unit price Amount" in page  # heading row on every page
+    assert "Call segment 199" in pages[-1] and "Total due" in pages[-1]
+
+
+def test_rendering_twice_gives_identical_bytes():
+    buyer = Buyer("Zoë Ångström 山田太郎", ("1 Main St",), "CUST-1")
+    a, b = render(invoice(), SELLER, buyer, fonts()), render(invoice(), SELLER, buyer, fonts())
+    assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+    other = render(invoice(invoiceNumber="INV03-000043"), SELLER, buyer, fonts())
+    assert other != a
+
+
+def test_zero_decimal_and_three_decimal_currencies_print_their_own_precision():
+    jp = draft(interaction(), customer(currency="JPY", timezone="Asia/Tokyo",
+                                       postalAddress={"line1": "x", "country": "JP"}), CARD, None)
+    pdf = render(issue(jp, "INV01-000001", "INV01", datetime(2027, 1, 1, tzinfo=timezone.utc)), SELLER,
+                 Buyer("Kenji Sato", (), "CUST-1"), fonts())
+    page = text_of(pdf)[0]
+    assert "5,005 JPY" in page and "2027-01-01" in page  # Tokyo: already the new year
