@@ -21,13 +21,13 @@ from datetime import timedelta
 import faust
 
 from adapters.erp import ErpRejected, ErpRetryable
+from agents.batching import Batch, run_batches
 from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
 from agents.routing import _dead_letter_or_log as dead_letter
 from app import erp
 from app.logs import error_site, get_logger
 from app.main import app, settings, topics
 from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
-from app.writes import PENDING_WRITES
 from domain.backoff import next_delay
 from domain.billing import Draft, draft, erp_request, issue
 from domain.dates import DateError
@@ -43,40 +43,6 @@ STAGE = "billing"
 ATTEMPT_HEADER = "callbill-attempt"
 ISSUED = (State.BILLED, State.DOCUMENTED, State.DELIVERED)
 log = get_logger("billing")
-
-
-class Batch:
-    """Tells items in backoff when the rest of their batch is done, so they park instead;
-    collects the batch's output sends, awaited before the batch is acknowledged."""
-
-    def __init__(self, size: int) -> None:
-        self.busy = size  # groups (interactions) still working
-        self.park = asyncio.Event()
-        self.sends: list[asyncio.Future] = []
-
-    def _check(self) -> None:
-        if self.busy <= 0:
-            self.park.set()
-
-    def waiting(self) -> None:
-        self.busy -= 1
-        self._check()
-
-    def resumed(self) -> None:
-        self.busy += 1
-
-    done = waiting
-
-    async def sent(self) -> None:
-        """Every output of the batch acknowledged by Kafka (acks=all). A failure here means
-        the producer gave up: the send guard (app/sensors.py) stops the worker before any
-        commit, so the batch is redelivered."""
-        results = await asyncio.gather(*self.sends, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.error("outputs not acknowledged; waiting for the worker to stop",
-                      extra={"stage": STAGE, "reason": type(failed[0]).__name__})
-            await asyncio.Event().wait()  # never ack this batch; cancelled by the stop
 
 
 @dataclass
@@ -103,14 +69,8 @@ async def call_erp(d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected |
             if attempt >= settings.erp_attempts or batch.park.is_set():
                 return Parked(e.reason, e.retry_after)
             delay = next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap, e.retry_after)
-            batch.waiting()
-            try:
-                await asyncio.wait_for(batch.park.wait(), delay)
+            if await batch.backoff(delay):
                 return Parked(e.reason, e.retry_after)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                batch.resumed()
         finally:
             EXTERNAL_LATENCY.labels("erp").observe(time.perf_counter() - started)
 
@@ -254,34 +214,6 @@ async def bill_one(event: faust.EventT, batch: Batch) -> None:
 @app.agent(topics["callbill.billable"], name="billing")
 async def billing(stream: faust.StreamT) -> None:
     await directory.ready()
-    async for events in stream.take_events(settings.billing_batch, within=settings.billing_batch_window):
-        groups = by_key(events)
-        batch = Batch(len(groups))
-        # every send of the batch (ledger and counter changelogs, invoices, parked items,
-        # audit) is collected and awaited before take_events acknowledges the batch
-        token = PENDING_WRITES.set(batch.sends)
-        try:
-            if erp.client() is None:
-                for event in events:  # no I/O to overlap; in order keeps the numbering simple
-                    await bill_one(event, batch)
-            else:
-                await asyncio.gather(*(bill_in_order(group, batch) for group in groups))
-        finally:
-            PENDING_WRITES.reset(token)
-        await batch.sent()
-
-
-def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
-    """Events of one interaction stay in order; different interactions run concurrently."""
-    groups: dict[object, list[faust.EventT]] = {}
-    for e in events:
-        groups.setdefault(e.message.key, []).append(e)
-    return list(groups.values())
-
-
-async def bill_in_order(group: list[faust.EventT], batch: Batch) -> None:
-    try:
-        for event in group:
-            await bill_one(event, batch)
-    finally:
-        batch.done()
+    # without an ERP there is no I/O to overlap, and in order keeps the numbering simple
+    await run_batches(stream, STAGE, settings.billing_batch, settings.billing_batch_window, bill_one,
+                      concurrent=erp.client() is not None)

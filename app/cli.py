@@ -56,20 +56,20 @@ def _worker(rest: list[str]) -> int:
     from pydantic import ValidationError
 
     from app.settings import get_settings
-    from domain.pricing import RateCardError
 
     try:
         get_settings()
         from app.erp import rate_card
 
         rate_card()
-    except ValidationError as e:
-        from schemas.errors import summary
+        get_settings().link_key  # noqa: B018 - refuses to start without a key for document links
+    except ValueError as e:  # pydantic's ValidationError and RateCardError are ValueErrors
+        if isinstance(e, ValidationError):
+            from schemas.errors import summary
 
-        print(f"callbill worker: invalid settings: {summary(e)}", file=sys.stderr)
-        return 2
-    except RateCardError as e:
-        print(f"callbill worker: {e}", file=sys.stderr)
+            print(f"callbill worker: invalid settings: {summary(e)}", file=sys.stderr)
+        else:
+            print(f"callbill worker: {e}", file=sys.stderr)
         return 2
     from app.main import app, settings
 

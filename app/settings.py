@@ -67,6 +67,20 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(2.0, gt=0, description="Least delay of an item parked on callbill.retry, in seconds.")
     retry_max_delay: float = Field(120.0, gt=0, description="Cap of the (doubling, jittered) delay of parked items, in seconds.")
 
+    # --- Documents ---------------------------------------------------------------
+    public_url: str = Field("http://127.0.0.1:6066", description="Base URL customers reach the worker's web server at: file-store links and the link-renewal endpoint are built on it.")
+    link_ttl: float = Field(86400.0, gt=0, description="Seconds a document link stays valid (24 h); the renew link in the email issues a fresh one.")
+    link_secret: SecretStr | None = Field(None, description="Key that signs document links and renew tokens; unset: derived from CALLBILL_WEBHOOK_SECRET (set it in production, and rotate both together).")
+    s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs ('' for none); skipped with a warning where the server does not support it.")
+    documents_batch: int = Field(32, ge=1, description="Invoices the documents agent takes at once (rendered off the event loop, stored concurrently).")
+    storage_attempts: int = Field(4, ge=1, description="Attempts per document store inside the documents agent before the invoice is parked on callbill.retry.")
+    seller_name: str = Field("Callbill Demo Services Ltd", description="Seller's legal name on invoices.")
+    seller_address: str = Field("1 Example Street|Springfield, IL 62701|United States", description="Seller's address on invoices, lines separated by |.")
+    seller_tax_id: str | None = Field(None, description="Seller's VAT / tax id printed on invoices.")
+    seller_contact: str | None = Field("billing@callbill.example", description="Contact line on invoices (an email or phone for billing questions).")
+    seller_logo: Path | None = Field(None, description="PNG/JPEG logo printed on invoices.")
+    payment_instructions: str | None = Field(None, description="Payment instructions printed on invoices (bank details, payment link).")
+
     # --- Later stages (contracts from the architecture) ---------------------------
     storage_url: str = Field("file://var/invoices", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS).")
@@ -94,6 +108,18 @@ class Settings(BaseSettings):
             except Exception:  # noqa: BLE001 - any failure means the name is unusable
                 raise ValueError(f"CALLBILL_DEFAULT_TIMEZONE {v!r} is not an IANA timezone name") from None
         return v or None
+
+    @property
+    def link_key(self) -> bytes:
+        import hashlib
+        import hmac
+
+        if self.link_secret:
+            return self.link_secret.get_secret_value().encode()
+        if not self.webhook_secret:
+            raise ValueError("set CALLBILL_LINK_SECRET (or CALLBILL_WEBHOOK_SECRET) to sign document links")
+        base = self.webhook_secret.get_secret_value()
+        return hmac.new(base.encode(), b"callbill document links", hashlib.sha256).digest()
 
     @property
     def billable_code_set(self) -> frozenset[str]:

@@ -30,7 +30,11 @@ class LedgerEntry(BaseModel):
     invoiceNumber: str | None = None
     invoice: dict | None = None
     billingSource: str | None = None
-    draft: dict | None = None  # ERP mode: what the first request was built from, resent as is
+    draft: dict | None = None
+    # documents: the stored object and the message that stored it
+    documentKey: str | None = None
+    document: dict | None = None
+    documentSource: str | None = None  # ERP mode: what the first request was built from, resent as is
 
     def touched(self, now: datetime, **changes) -> "LedgerEntry":
         return self.model_copy(update={"updatedAt": now, **changes})

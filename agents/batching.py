@@ -1,0 +1,99 @@
+"""Batches for stages that call slow outside systems (ERP, object store).
+
+A stage takes a batch with `stream.take_events`, runs one task per interaction (events
+of one interaction in order), and awaits every write of the batch before the batch is
+acknowledged (app/writes.py). A failing call backs off inside the batch only while other
+interactions of the batch are still busy; once only waiting ones are left they are told
+to park (on callbill.retry), so one slow interaction never holds up the next batch.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import faust
+
+from app.logs import get_logger
+from app.writes import PENDING_WRITES
+
+log = get_logger("agents")
+
+
+class Batch:
+    def __init__(self, size: int, stage: str) -> None:
+        self.busy = size  # groups (interactions) still working
+        self.stage = stage
+        self.park = asyncio.Event()
+        self.sends: list[asyncio.Future] = []
+
+    def _check(self) -> None:
+        if self.busy <= 0:
+            self.park.set()
+
+    def waiting(self) -> None:
+        self.busy -= 1
+        self._check()
+
+    def resumed(self) -> None:
+        self.busy += 1
+
+    done = waiting
+
+    async def backoff(self, delay: float) -> bool:
+        """Sleep `delay` unless the batch says park first; True means: park now."""
+        if self.park.is_set():
+            return True
+        self.waiting()
+        try:
+            await asyncio.wait_for(self.park.wait(), delay)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self.resumed()
+
+    async def sent(self) -> None:
+        """Every write of the batch acknowledged by Kafka (acks=all). A failure means the
+        producer gave up: the send guard (app/sensors.py) stops the worker before any
+        commit, so the batch is redelivered; never ack it."""
+        results = await asyncio.gather(*self.sends, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.error("outputs not acknowledged; waiting for the worker to stop",
+                      extra={"stage": self.stage, "reason": type(failed[0]).__name__})
+            await asyncio.Event().wait()
+
+
+def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
+    """Events of one interaction stay in order; different interactions run concurrently."""
+    groups: dict[object, list[faust.EventT]] = {}
+    for e in events:
+        groups.setdefault(e.message.key, []).append(e)
+    return list(groups.values())
+
+
+async def run_batches(stream: faust.StreamT, stage: str, size: int, window: float,
+                      handle: Callable[[faust.EventT, Batch], Awaitable[None]], concurrent: bool = True) -> None:
+    """`handle` must never raise (wrap it like agents/routing.py's guard)."""
+    async for events in stream.take_events(size, within=window):
+        groups = by_key(events)
+        batch = Batch(len(groups), stage)
+        token = PENDING_WRITES.set(batch.sends)
+        try:
+            if concurrent:
+                await asyncio.gather(*(_in_order(g, batch, handle) for g in groups))
+            else:
+                for event in events:
+                    await handle(event, batch)
+        finally:
+            PENDING_WRITES.reset(token)
+        await batch.sent()
+
+
+async def _in_order(group: list[faust.EventT], batch: Batch,
+                    handle: Callable[[faust.EventT, Batch], Awaitable[None]]) -> None:
+    try:
+        for event in group:
+            await handle(event, batch)
+    finally:
+        batch.done()

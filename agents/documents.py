@@ -1,0 +1,161 @@
+"""callbill.invoices -> a PDF in object storage -> callbill.documents.
+
+The object key is derived from the invoice (`invoices/<yyyy>/<mm>/<number>.pdf`) and the
+rendering is deterministic, so storing again is harmless. Storage errors back off inside
+the batch while others are busy, then the invoice is parked on callbill.retry (back to
+callbill.invoices when due): never dropped. A render failure needs a person: review.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import faust
+
+from adapters.storage import StorageError
+from agents.batching import Batch, run_batches
+from agents.billing import ATTEMPT_HEADER, Parked
+from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
+from agents.routing import _dead_letter_or_log as dead_letter
+from app import storage
+from app.fonts import fonts
+from app.logs import error_site, get_logger
+from app.main import app, settings, topics
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
+from domain.backoff import next_delay
+from domain.invoice_pdf import Buyer, render
+from domain.ledger import LedgerEntry, State
+from domain.links import document_key
+from schemas.documents import DocumentStored
+from schemas.events import RetryItem, utcnow
+from schemas.invoices import Invoice
+from tables.directory import directory
+from tables.ledger import get_entry, put_entry
+
+STAGE = "documents"
+DONE = (State.DOCUMENTED, State.DELIVERED)
+log = get_logger("documents")
+
+
+def buyer_for(invoice: Invoice) -> Buyer:
+    c = directory.customers.get(invoice.customerReference)
+    if c is None:
+        return Buyer(name=None, reference=invoice.customerReference)
+    a = c.postalAddress
+    lines: tuple[str, ...] = ()
+    if a:
+        city = " ".join(x for x in (a.postalCode, a.city) if x)
+        lines = tuple(x for x in (a.line1, a.line2, ", ".join(y for y in (city, a.region) if y), a.country) if x)
+    return Buyer(name=c.name, address=lines, reference=invoice.customerReference)
+
+
+async def store_pdf(key: str, pdf: bytes, filename: str, sha: str, batch: Batch) -> Parked | None:
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            await storage.store().put(key, pdf, filename=filename, sha256=sha)
+            return None
+        except StorageError as e:
+            EXTERNAL_ERRORS.labels("storage", e.reason.lower()).inc()
+            attempt += 1
+            if attempt >= settings.storage_attempts:
+                return Parked(e.reason, None)
+            if await batch.backoff(next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap)):
+                return Parked(e.reason, None)
+        finally:
+            EXTERNAL_LATENCY.labels("storage").observe(time.perf_counter() - started)
+
+
+async def stored(invoice: Invoice, key: str, sha: str, size: int) -> DocumentStored:
+    url, expires = await storage.store().link(key, settings.link_ttl, f"{invoice.invoiceNumber}.pdf")
+    return DocumentStored(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, key=key, sha256=sha,
+                          size=size, storage=storage.kind(), url=url, expiresAt=expires,
+                          renewUrl=storage.renew_url(invoice.invoiceNumber, key))
+
+
+async def document(event: faust.EventT, batch: Batch) -> None:
+    invoice: Invoice = parse(Invoice, event.value)  # type: ignore[assignment]
+    iid = invoice.interactionId
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    now = utcnow()
+    entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
+                                          invoiceNumber=invoice.invoiceNumber)
+    if entry.state in DONE and entry.documentKey:
+        if entry.documentSource == source and entry.document:
+            # redelivered: the document message may not have landed; same object, fresh link
+            doc = DocumentStored.model_validate(entry.document)
+            await publish("callbill.documents", iid, await stored(invoice, doc.key, doc.sha256, doc.size), wait=False)
+            await audit(STAGE, iid, "REPUBLISHED", f"document {doc.key}")
+        else:
+            await audit(STAGE, iid, "ALREADY_DOCUMENTED", entry.documentKey)
+        return
+
+    await directory.ready()
+    try:
+        key = document_key(invoice.invoiceNumber, invoice.issueDate.year, invoice.issueDate.month)
+        pdf = await asyncio.to_thread(render, invoice, storage.seller(), buyer_for(invoice), fonts())
+    except Exception as e:  # noqa: BLE001 - a render failure needs a person, not a retry loop
+        put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason="RENDER_FAILED"))
+        await review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")
+        await audit(STAGE, iid, "REVIEW", "RENDER_FAILED")
+        return
+    sha = hashlib.sha256(pdf).hexdigest()
+    parked = await store_pdf(key, pdf, f"{invoice.invoiceNumber}.pdf", sha, batch)
+    entry = get_entry(iid) or entry
+    if parked is not None:
+        attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
+        delay = min(settings.retry_max_delay,
+                    settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay, settings.retry_max_delay))
+        from datetime import timedelta
+
+        await publish("callbill.retry", iid, RetryItem(
+            interactionId=iid, stage=STAGE, topic="callbill.invoices", attempt=attempt,
+            notBefore=utcnow() + timedelta(seconds=delay), reason=parked.reason,
+            payload=invoice.model_dump(mode="json")), wait=False)
+        RETRY_PARKED.labels(STAGE).inc()
+        await audit(STAGE, iid, "PARKED", parked.reason, count=attempt)
+        return
+    doc = await stored(invoice, key, sha, len(pdf))
+    entry = get_entry(iid) or entry
+    state = entry.state if entry.state is State.DELIVERED else State.DOCUMENTED
+    put_entry(iid, entry.touched(utcnow(), state=state, reason=None, documentKey=key,
+                                 document=doc.model_dump(mode="json"), documentSource=source))
+    await publish("callbill.documents", iid, doc, wait=False)
+    await audit(STAGE, iid, "DOCUMENTED", key)
+
+
+async def document_one(event: faust.EventT, batch: Batch) -> None:
+    """One invoice; nothing escapes (see agents/routing.py)."""
+    started = time.perf_counter()
+    delay = 0.2
+    with event_context(event):
+        try:
+            while True:
+                try:
+                    await document(event, batch)
+                    break
+                except Poison as e:
+                    await dead_letter(STAGE, event, str(e))
+                    break
+                except StorageError as e:  # the link could not be signed (S3 client trouble)
+                    log.warning("storage unavailable, retrying", extra={"stage": STAGE, "reason": e.reason})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                except RETRYABLE as e:
+                    log.warning("kafka unavailable, retrying", extra={"stage": STAGE, "reason": type(e).__name__})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                except Exception as e:  # noqa: BLE001 - never let one message kill the agent
+                    log.error("unexpected error", extra={"stage": STAGE, "reason": error_site(e)})
+                    await dead_letter(STAGE, event, f"unexpected {type(e).__name__} in {STAGE}")
+                    break
+        finally:
+            STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+
+
+@app.agent(topics["callbill.invoices"], name="documents")
+async def documents(stream: faust.StreamT) -> None:
+    await run_batches(stream, STAGE, settings.documents_batch, settings.billing_batch_window, document_one)
