@@ -36,6 +36,7 @@ status: install
 bench: install           ## throughput beside raw aiokafka ceilings; results in bench/results/
 	$(PY) -m bench.ingest
 	$(PY) -m bench.billing
+	$(PY) -m bench.documents
 
 clean:
 	-$(CALLBILL) dev down

@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
         "CALLBILL_WRAPUP_CODES_FILE": str(REPO / "samples" / "directory" / "wrapup-codes.json"),
         "CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
         "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "demo-erp-token",
+        "CALLBILL_STORAGE_URL": f"file://{var / 'store'}", "CALLBILL_PUBLIC_URL": f"http://127.0.0.1:{port}",
     })
     log_path = var / "demo" / f"{run}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +72,11 @@ def main(argv: list[str]) -> int:
         forwarded = sorted({k for k, v in _final(outcomes).items() if "intake:FORWARDED" in v})
         billed = asyncio.run(_billing(bootstrap, run + ".", forwarded))
         _print_invoices(forwarded, billed)
+        docs = asyncio.run(_documents(bootstrap, run + ".", [k for k in forwarded if k in billed["invoices"]]))
+        _print_documents(docs, var)
         ok = all(r["status"] == 202 for r in rows) and all(
             len(_final(outcomes).get(k, [])) >= c for k, c in needed.items()) and all(
-            k in billed["invoices"] for k in forwarded)
+            k in billed["invoices"] for k in forwarded) and all(k in docs for k in billed["invoices"])
         return 0 if ok else 1
     finally:
         erp.stop()
@@ -239,4 +242,34 @@ def _print_invoices(ids: list[str], billed: dict) -> None:
             print(f"{k:38} {'(review)':16} {billed['reviews'][k]['reason']}")
         else:
             print(f"{k:38} (not billed yet)")
+    print()
+
+
+async def _documents(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
+    from aiokafka import AIOKafkaConsumer
+
+    from app.topics import assign_from_start
+
+    out: dict = {}
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    try:
+        await assign_from_start(c, prefix + "callbill.documents", wait=10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(k in out for k in ids):
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    doc = json.loads(m.value)
+                    out[doc["interactionId"]] = doc
+    finally:
+        await c.stop()
+    return out
+
+
+def _print_documents(docs: dict, var: Path) -> None:
+    print("== invoice PDFs (signed links valid 24 h while a worker serves them; the files stay in ./var/store)")
+    for k, d in sorted(docs.items()):
+        print(f"{d['invoiceNumber']:16} {d['size']:>7} bytes  sha256 {d['sha256'][:16]}…  var/store/{d['key']}")
+        print(f"{'':16} link  {d['url']}")
+        print(f"{'':16} renew {d['renewUrl']}")
     print()

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     payment_instructions: str | None = Field(None, description="Payment instructions printed on invoices (bank details, payment link).")
 
     # --- Later stages (contracts from the architecture) ---------------------------
-    storage_url: str = Field("file://var/invoices", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
+    storage_url: str = Field("file://var/store", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS).")
     smtp_url: str = Field("smtp://127.0.0.1:2525", description="SMTP server for invoice mail, smtp://host:port.")
     mail_from: str = Field("invoices@callbill.example", description="From address of invoice mail.")
