@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import faust
 
+from app import faust_fixes  # noqa: F401 - before the app exists: see the module
 from app import topics as topic_specs
 from app.logs import configure_logging
 from app.sensors import SendGuard, disable_commits

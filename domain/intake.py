@@ -57,8 +57,11 @@ def decide(
         return Decision(Outcome.NOT_BILLABLE, None)
     has_customer = bool(i.customerId and i.customerId.strip())
     if entry is not None:
-        retry_review = entry.state is State.REVIEW and has_customer
-        redelivered = source is not None and entry.source == source and entry.state in (State.RECEIVED, State.REVIEW)
+        # only the intake's own review (no customer) is reopened by a fixed event; a review
+        # opened by a later stage (billing, documents) is theirs to resubmit
+        own_review = entry.state is State.REVIEW and entry.reason == Outcome.MISSING_CUSTOMER
+        retry_review = own_review and has_customer
+        redelivered = source is not None and entry.source == source and (entry.state is State.RECEIVED or own_review)
         if not (retry_review or redelivered):
             return Decision(Outcome.DUPLICATE, entry.touched(now, duplicates=entry.duplicates + 1))
     first = entry.firstSeen if entry else now

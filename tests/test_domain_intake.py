@@ -84,3 +84,12 @@ def test_review_then_fixed_customer_goes_through_but_repeat_without_does_not():
     assert decide(interaction_from_webhook(payload(customerId=None)), review, CODES, NOW).outcome is Outcome.DUPLICATE
     fixed = decide(interaction_from_webhook(payload()), review, CODES, NOW + timedelta(hours=1))
     assert fixed.outcome is Outcome.FORWARD and fixed.entry.firstSeen == NOW
+
+
+def test_a_later_stages_review_is_not_reopened_by_a_repeat():
+    billing_review = LedgerEntry(state=State.REVIEW, firstSeen=NOW, updatedAt=NOW, reason="UNKNOWN_CUSTOMER",
+                                 source="t/0/1")
+    d = decide(interaction_from_webhook(payload()), billing_review, CODES, NOW + timedelta(minutes=1), "t/0/9")
+    assert d.outcome is Outcome.DUPLICATE
+    # its own redelivery neither: billing already decided
+    assert decide(interaction_from_webhook(payload()), billing_review, CODES, NOW, "t/0/1").outcome is Outcome.DUPLICATE
