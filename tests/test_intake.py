@@ -85,11 +85,6 @@ def _produce_stream(bootstrap, topic, ids, rate=150):
     return t
 
 
-# One rerun: in about one run in ten on this 2-core machine the restarted worker's Faust
-# consumer stops handing messages to the agents a few seconds after it is ready (no error,
-# the web server still answers). That is an open faust-streaming problem, written up in
-# the README ("Known problems"); a second failure in a row fails the suite.
-@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_worker_restarted_mid_stream_loses_nothing(make_worker, kafka_bootstrap, sig):
     w = make_worker().start()
