@@ -13,7 +13,6 @@ with the ERP's error code, and is not retried (the guide: it needs a person).
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,12 +21,11 @@ import faust
 
 from adapters.erp import ErpRejected, ErpRetryable
 from agents.batching import Batch, run_batches
-from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
-from agents.routing import _dead_letter_or_log as dead_letter
+from agents.routing import audit, event_context, guard_one, header, parse, publish, review
 from app import erp
-from app.logs import error_site, get_logger
+from app.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
 from domain.backoff import next_delay
 from domain.billing import Draft, draft, erp_request, issue
 from domain.dates import DateError
@@ -187,28 +185,8 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
 
 
 async def bill_one(event: faust.EventT, batch: Batch) -> None:
-    """One interaction; nothing escapes (see agents/routing.py)."""
-    started = time.perf_counter()
-    delay = 0.2
     with event_context(event):
-        try:
-            while True:
-                try:
-                    await bill(event, batch)
-                    break
-                except Poison as e:
-                    await dead_letter(STAGE, event, str(e))
-                    break
-                except RETRYABLE as e:
-                    log.warning("kafka unavailable, retrying", extra={"stage": STAGE, "reason": type(e).__name__})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except Exception as e:  # noqa: BLE001 - never let one message kill the agent
-                    log.error("unexpected error", extra={"stage": STAGE, "reason": error_site(e)})
-                    await dead_letter(STAGE, event, f"unexpected {type(e).__name__} in {STAGE}")
-                    break
-        finally:
-            STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+        await guard_one(STAGE, event, lambda e: bill(e, batch))
 
 
 @app.agent(topics["callbill.billable"], name="billing")

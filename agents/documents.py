@@ -16,13 +16,12 @@ import faust
 from adapters.storage import StorageError
 from agents.batching import Batch, run_batches
 from agents.billing import ATTEMPT_HEADER, Parked
-from agents.routing import RETRYABLE, Poison, audit, event_context, header, parse, publish, review
-from agents.routing import _dead_letter_or_log as dead_letter
+from agents.routing import audit, event_context, guard_one, header, parse, publish, review
 from app import storage
 from app.fonts import fonts
 from app.logs import error_site, get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED, STAGE_LATENCY
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
 from domain.backoff import next_delay
 from domain.invoice_pdf import Buyer, render
 from domain.ledger import LedgerEntry, State
@@ -128,32 +127,9 @@ async def document(event: faust.EventT, batch: Batch) -> None:
 
 
 async def document_one(event: faust.EventT, batch: Batch) -> None:
-    """One invoice; nothing escapes (see agents/routing.py)."""
-    started = time.perf_counter()
-    delay = 0.2
+    # a StorageError here (not in store_pdf) means the link could not be signed: retried
     with event_context(event):
-        try:
-            while True:
-                try:
-                    await document(event, batch)
-                    break
-                except Poison as e:
-                    await dead_letter(STAGE, event, str(e))
-                    break
-                except StorageError as e:  # the link could not be signed (S3 client trouble)
-                    log.warning("storage unavailable, retrying", extra={"stage": STAGE, "reason": e.reason})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except RETRYABLE as e:
-                    log.warning("kafka unavailable, retrying", extra={"stage": STAGE, "reason": type(e).__name__})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except Exception as e:  # noqa: BLE001 - never let one message kill the agent
-                    log.error("unexpected error", extra={"stage": STAGE, "reason": error_site(e)})
-                    await dead_letter(STAGE, event, f"unexpected {type(e).__name__} in {STAGE}")
-                    break
-        finally:
-            STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+        await guard_one(STAGE, event, lambda e: document(e, batch), transient=(StorageError,))
 
 
 @app.agent(topics["callbill.invoices"], name="documents")

@@ -125,27 +125,33 @@ async def guarded(stage: str, stream: faust.StreamT,
                   handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
     """Run `handle` for each event; nothing escapes."""
     async for event in stream.events():
-        started = time.perf_counter()
-        delay = 0.2
-        while True:
-            try:
-                await handle(event)
+        await guard_one(stage, event, handle)
+
+
+async def guard_one(stage: str, event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]],
+                    transient: tuple[type[BaseException], ...] = ()) -> None:
+    """Handle one event: Kafka trouble (and `transient` errors) retried, poison to the DLQ."""
+    started = time.perf_counter()
+    delay = 0.2
+    while True:
+        try:
+            await handle(event)
+            break
+        except Poison as e:
+            await _dead_letter_or_log(stage, event, str(e))
+            break
+        except RETRYABLE + transient as e:
+            if not retriable(e):
+                await _dead_letter_or_log(stage, event, f"kafka refused the output: {type(e).__name__}")
                 break
-            except Poison as e:
-                await _dead_letter_or_log(stage, event, str(e))
-                break
-            except RETRYABLE as e:
-                if not retriable(e):
-                    await _dead_letter_or_log(stage, event, f"kafka refused the output: {type(e).__name__}")
-                    break
-                log.warning("kafka unavailable, retrying", extra={"stage": stage, "reason": type(e).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception as e:  # noqa: BLE001 - the point: never let one message kill the agent
-                log.error("unexpected error", extra={"stage": stage, "reason": error_site(e)})
-                await _dead_letter_or_log(stage, event, f"unexpected {type(e).__name__} in {stage}")
-                break
-        STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
+            log.warning("unavailable, retrying", extra={"stage": stage, "reason": getattr(e, "reason", type(e).__name__)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except Exception as e:  # noqa: BLE001 - the point: never let one message kill the agent
+            log.error("unexpected error", extra={"stage": stage, "reason": error_site(e)})
+            await _dead_letter_or_log(stage, event, f"unexpected {type(e).__name__} in {stage}")
+            break
+    STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
 
 
 def retriable(e: BaseException) -> bool:

@@ -8,7 +8,6 @@ a plain consumer with no group that reads the topic from the start and keeps fol
 from __future__ import annotations
 
 import asyncio
-import json
 
 import faust
 from aiokafka import AIOKafkaConsumer
