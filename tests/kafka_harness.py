@@ -78,6 +78,8 @@ class Worker:
             "CALLBILL_DATA_DIR": str(self.tmp / f"{self.app_id}-data"),
             "CALLBILL_BRIDGE_ACK_TIMEOUT": "3",
             "CALLBILL_SESSION_TIMEOUT": "6",
+            # PDFs of test runs stay in the test's directory, not the repo's var/store
+            "CALLBILL_STORAGE_URL": f"file://{self.tmp}/store",
             **self.extra_env,
         })
         return env
