@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import faust
+from pydantic import BaseModel
 
+from agents.routing import audit, header, publish
 from app.logs import get_logger
+from app.main import settings
+from app.metrics import RETRY_PARKED
 from app.writes import PENDING_WRITES
+from domain.backoff import next_delay
+from schemas.events import RetryItem, utcnow
+
+ATTEMPT_HEADER = "callbill-attempt"  # set by the retry agent on what it sends back
 
 log = get_logger("agents")
 
@@ -62,6 +72,33 @@ class Batch:
             log.error("outputs not acknowledged; waiting for the worker to stop",
                       extra={"stage": self.stage, "reason": type(failed[0]).__name__})
             await asyncio.Event().wait()
+
+
+@dataclass
+class Parked:
+    reason: str
+    retry_after: float | None
+
+
+def attempt_of(event: faust.EventT) -> int:
+    """This delivery's attempt number: 1 first time, n+1 after n parkings."""
+    return int(header(event, ATTEMPT_HEADER) or 0) + 1
+
+
+async def park(stage: str, event: faust.EventT, iid: str, topic: str, payload: BaseModel, p: Parked) -> int:
+    """Put the item on callbill.retry, due after a doubling, jittered, capped delay (at
+    least Retry-After); the retry agent sends it back to `topic` then. Returns the attempt."""
+    attempt = attempt_of(event)
+    delay = min(settings.retry_max_delay,
+                settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay,
+                                                       settings.retry_max_delay, p.retry_after))
+    await publish("callbill.retry", iid, RetryItem(
+        interactionId=iid, stage=stage, topic=topic, attempt=attempt,
+        notBefore=utcnow() + timedelta(seconds=delay), reason=p.reason,
+        payload=payload.model_dump(mode="json")), wait=False)
+    RETRY_PARKED.labels(stage).inc()
+    await audit(stage, iid, "PARKED", p.reason, count=attempt)
+    return attempt
 
 
 def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:

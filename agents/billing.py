@@ -14,25 +14,23 @@ with the ERP's error code, and is not retried (the guide: it needs a person).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import timedelta
 
 import faust
 
 from adapters.erp import ErpRejected, ErpRetryable
-from agents.batching import Batch, run_batches
-from agents.routing import audit, event_context, guard_one, header, parse, publish, review
+from agents.batching import Batch, Parked, attempt_of, park, run_batches
+from agents.routing import audit, event_context, guard_one, parse, publish, review
 from app import erp
 from app.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
 from domain.backoff import next_delay
 from domain.billing import Draft, draft, erp_request, issue
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
 from domain.numbering import counter_key, invoice_number, seq_of, series
 from domain.pricing import PricingError
-from schemas.events import InteractionCompleted, RetryItem, utcnow
+from schemas.events import InteractionCompleted, utcnow
 from schemas.invoices import ErpInvoiceResponse, Invoice
 from tables.directory import directory
 from tables.ledger import get_entry, ledger, put_entry
@@ -41,12 +39,6 @@ STAGE = "billing"
 ATTEMPT_HEADER = "callbill-attempt"
 ISSUED = (State.BILLED, State.DOCUMENTED, State.DELIVERED)
 log = get_logger("billing")
-
-
-@dataclass
-class Parked:
-    reason: str
-    retry_after: float | None
 
 
 async def call_erp(d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected | Parked:
@@ -99,19 +91,6 @@ async def to_review(iid: str, entry: LedgerEntry, reason: str, detail: str,
     await audit(STAGE, iid, "REVIEW", reason)
 
 
-async def park(iid: str, entry: LedgerEntry, interaction: InteractionCompleted, attempt: int, p: Parked) -> None:
-    delay = min(settings.retry_max_delay,
-                settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay,
-                                                       settings.retry_max_delay, p.retry_after))
-    not_before = utcnow() + timedelta(seconds=delay)
-    put_entry(iid, entry.touched(utcnow(), reason=f"WAITING: {p.reason} (attempt {attempt})"))
-    await publish("callbill.retry", iid, RetryItem(
-        interactionId=iid, stage=STAGE, topic="callbill.billable", attempt=attempt, notBefore=not_before,
-        reason=p.reason, payload=interaction.model_dump(mode="json")), wait=False)
-    RETRY_PARKED.labels(STAGE).inc()
-    await audit(STAGE, iid, "PARKED", p.reason, count=attempt)
-
-
 async def bill(event: faust.EventT, batch: Batch) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
@@ -161,8 +140,8 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
         result = await call_erp(d, batch)
         entry = get_entry(iid) or entry  # re-read: the await above let other work run
         if isinstance(result, Parked):
-            attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
-            await park(iid, entry, interaction, attempt, result)
+            put_entry(iid, entry.touched(utcnow(), reason=f"WAITING: {result.reason} (attempt {attempt_of(event)})"))
+            await park(STAGE, event, iid, "callbill.billable", interaction, result)
             return
         if isinstance(result, ErpRejected):
             # the code only: the ERP's free text may quote customer data

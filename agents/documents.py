@@ -14,20 +14,19 @@ import time
 import faust
 
 from adapters.storage import StorageError
-from agents.batching import Batch, run_batches
-from agents.billing import ATTEMPT_HEADER, Parked
-from agents.routing import audit, event_context, guard_one, header, parse, publish, review
+from agents.batching import Batch, Parked, park, run_batches
+from agents.routing import audit, event_context, guard_one, parse, publish, review
 from app import storage
 from app.fonts import fonts
 from app.logs import error_site, get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
 from domain.backoff import next_delay
 from domain.invoice_pdf import Buyer, render
 from domain.ledger import LedgerEntry, State
 from domain.links import document_key
 from schemas.documents import DocumentStored
-from schemas.events import RetryItem, utcnow
+from schemas.events import utcnow
 from schemas.invoices import Invoice
 from tables.directory import directory
 from tables.ledger import get_entry, put_entry
@@ -105,17 +104,7 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     parked = await store_pdf(key, pdf, f"{invoice.invoiceNumber}.pdf", sha, batch)
     entry = get_entry(iid) or entry
     if parked is not None:
-        attempt = int(header(event, ATTEMPT_HEADER) or 0) + 1
-        delay = min(settings.retry_max_delay,
-                    settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay, settings.retry_max_delay))
-        from datetime import timedelta
-
-        await publish("callbill.retry", iid, RetryItem(
-            interactionId=iid, stage=STAGE, topic="callbill.invoices", attempt=attempt,
-            notBefore=utcnow() + timedelta(seconds=delay), reason=parked.reason,
-            payload=invoice.model_dump(mode="json")), wait=False)
-        RETRY_PARKED.labels(STAGE).inc()
-        await audit(STAGE, iid, "PARKED", parked.reason, count=attempt)
+        await park(STAGE, event, iid, "callbill.invoices", invoice, parked)
         return
     doc = await stored(invoice, key, sha, len(pdf))
     entry = get_entry(iid) or entry

@@ -12,12 +12,12 @@ import json
 
 import faust
 
+from agents.batching import ATTEMPT_HEADER
 from agents.routing import Poison, audit, guarded, parse
 from app.main import app, topics
 from schemas.events import RetryItem, utcnow
 
 STAGE = "retry"
-ATTEMPT_HEADER = "callbill-attempt"
 TARGETS = {"callbill.billable", "callbill.invoices", "callbill.documents"}
 
 
