@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from adapters.http import retry_after_seconds
+from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 
 __all__ = [
     "REGIONS",
@@ -65,6 +66,10 @@ WRAPUP_CODE = "/api/v2/routing/wrapupcodes/{codeId}"
 EXTERNAL_CONTACT = "/api/v2/externalcontacts/contacts/{contactId}"
 CONVERSATION_DETAILS = "/api/v2/analytics/conversations/{conversationId}/details"
 DETAILS_QUERY = "/api/v2/analytics/conversations/details/query"
+AGENTLESS_EMAIL = "/api/v2/conversations/emails/agentless"
+AGENTLESS_MESSAGE = "/api/v2/conversations/messages/agentless"
+EMAIL_SUBJECT_MAX = 400
+SMS_TEXT_MAX = 765
 
 _BACKOFF_BASE = 0.2
 _BACKOFF_CAP = 5.0
@@ -147,6 +152,7 @@ class GenesysClient:
         self._token: str | None = None
         self._token_until = 0.0
         self._token_lock = asyncio.Lock()
+        self.limiter: RateLimiter | None = None  # sends only (300 per minute by default)
 
     def __repr__(self) -> str:  # no secret, no token
         return f"GenesysClient(api_url={self.api_url!r}, client_id={self._client_id!r})"
@@ -211,6 +217,66 @@ class GenesysClient:
             if len(conversations) < page_size or (isinstance(total, int) and seen >= total):
                 return
             page += 1
+
+    # -- sending (agentless email and SMS) ---------------------------------------------
+
+    async def send_agentless_email(self, from_email: str, from_name: str | None, to_email: str,
+                                   subject: str, text: str, html: str) -> dict[str, Any]:
+        """One recipient per send (the API supports one), `senderType: Outbound`."""
+        if len(subject) > EMAIL_SUBJECT_MAX:
+            raise ValueError(f"subject longer than {EMAIL_SUBJECT_MAX} characters")
+        body = {"senderType": "Outbound",
+                "fromAddress": {"email": from_email, **({"name": from_name} if from_name else {})},
+                "toAddresses": [{"email": to_email}], "subject": subject, "textBody": text, "htmlBody": html}
+        return await self._send_once(AGENTLESS_EMAIL, body)
+
+    async def send_agentless_sms(self, from_address: str, to_e164: str, text: str) -> dict[str, Any]:
+        if len(text) > SMS_TEXT_MAX:
+            raise ValueError(f"SMS text longer than {SMS_TEXT_MAX} characters")
+        body = {"fromAddress": from_address, "toAddress": to_e164, "toAddressMessengerType": "sms",
+                "textBody": text}
+        return await self._send_once(AGENTLESS_MESSAGE, body)
+
+    async def _send_once(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a send. Retried only while the platform surely did nothing (429, 503, a
+        refused connection); a lost answer or another 5xx is SendUnconfirmed, never resent."""
+        deadline = time.monotonic() + self.max_total_seconds
+        url = self.api_url + endpoint
+        if self.limiter is not None:
+            await self.limiter.acquire()
+        fresh, attempt = False, 0
+        while True:
+            try:
+                token = await self._access_token(deadline)
+            except GenesysError as e:
+                raise SendRetryable(f"genesys token: status {e.status}") from None
+            remaining = deadline - time.monotonic()
+            try:
+                resp = await self._http.post(url, json=body, headers={"Authorization": f"Bearer {token}"},
+                                             timeout=min(self.timeout, max(remaining, 0.1)))
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                status, reason, delay = None, type(e).__name__, _backoff(attempt)
+            except httpx.HTTPError as e:
+                raise SendUnconfirmed(f"genesys {endpoint}: {type(e).__name__}") from None
+            else:
+                status = resp.status_code
+                if resp.is_success:
+                    return resp.json() if resp.content else {}
+                if status == 401 and not fresh:
+                    fresh = True
+                    self._drop_token(token)
+                    continue
+                if status in (429, 503):
+                    after = _retry_after(resp)
+                    reason, delay = f"status {status}", after if after is not None else _backoff(attempt)
+                elif status >= 500:
+                    raise SendUnconfirmed(f"genesys {endpoint}: status {status}")
+                else:
+                    raise SendRejected(f"genesys {endpoint}: status {status}")
+            attempt += 1
+            if time.monotonic() + delay >= deadline:
+                raise SendRetryable(f"genesys {endpoint}: {reason}", retry_after=delay)
+            await asyncio.sleep(delay)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -294,6 +360,24 @@ class GenesysClient:
     def _drop_token(self, token: str) -> None:
         if self._token == token:  # another caller may already have replaced it
             self._token, self._token_until = None, 0.0
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per `per` seconds, evenly spaced (Genesys allows 300
+    agentless sends a minute per organization; each worker takes its share)."""
+
+    def __init__(self, rate: float, per: float = 60.0) -> None:
+        self.interval = per / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 def _name(template: str) -> str:

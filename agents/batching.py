@@ -78,6 +78,7 @@ class Batch:
 class Parked:
     reason: str
     retry_after: float | None
+    recipient: bool = False  # delivery: the recipient (not the server) was refused with 4xx
 
 
 def attempt_of(event: faust.EventT) -> int:

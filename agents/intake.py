@@ -5,11 +5,14 @@ Every decision is audited; nothing is dropped silently. A missing customer goes 
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import faust
 
 from agents.routing import audit, guarded, parse, publish, review
 from app.main import app, settings, topics
 from domain.intake import Outcome, decide
+from schemas.deliveries import AckDue
 from schemas.events import InteractionCompleted, utcnow
 from tables.ledger import get_entry, put_entry
 
@@ -37,6 +40,11 @@ async def handle(event: faust.EventT) -> None:
             # Not awaited: Faust flushes the producer before committing this offset, and
             # a redelivery of this very message is recognised by the ledger's `source`.
             await publish("callbill.billable", iid, interaction, wait=False)
+            if settings.ack_after_seconds > 0 and interaction.customerId:
+                at = decision.entry.firstSeen
+                await publish("callbill.acks", iid, AckDue(
+                    interactionId=iid, customerId=interaction.customerId, intakeAt=at,
+                    dueAt=at + timedelta(seconds=settings.ack_after_seconds)), wait=False)
             await audit(STAGE, iid, decision.outcome)
 
 

@@ -7,13 +7,12 @@ dropped: an item that fails again is parked again with a longer delay.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 
 import faust
 
 from agents.batching import ATTEMPT_HEADER
-from agents.routing import Poison, audit, guarded, parse
+from agents.routing import Poison, audit, guarded, parse, wait_until_due
 from app.main import app, topics
 from schemas.events import RetryItem, utcnow
 
@@ -25,9 +24,8 @@ async def handle(event: faust.EventT) -> None:
     item: RetryItem = parse(RetryItem, event.value)  # type: ignore[assignment]
     if item.topic not in TARGETS:
         raise Poison(f"retry item names topic {item.topic!r}, which takes no retries")
-    wait = (item.notBefore - utcnow()).total_seconds()
-    if wait > 0:
-        await asyncio.sleep(wait)
+    if not await wait_until_due((item.notBefore - utcnow()).total_seconds()):
+        return
     fut = await topics[item.topic].send(
         key=item.interactionId.encode(), value=json.dumps(item.payload, separators=(",", ":")).encode(),
         headers={ATTEMPT_HEADER: str(item.attempt).encode()})

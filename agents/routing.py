@@ -118,6 +118,23 @@ def parse(model: type[BaseModel], raw: object) -> BaseModel:
         raise Poison(f"invalid {model.__name__}: {summary(e)}"[:1000]) from None
 
 
+async def wait_until_due(seconds: float) -> bool:
+    """Sleep for a timer (retry, acknowledgement); False when the worker began to stop.
+
+    Faust waits for every agent's current message before it stops, so a long sleep would
+    hold a shutdown for its whole length. Leaving early is safe: once a stop has begun the
+    worker commits nothing (app/main.py), and the next worker reads the timer again.
+    """
+    from app.main import app
+
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if app.should_stop:
+            return False
+        await asyncio.sleep(min(left, 0.25))
+    return not app.should_stop
+
+
 RETRYABLE = (KafkaError, asyncio.TimeoutError, ConnectionError)
 
 

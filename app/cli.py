@@ -14,6 +14,8 @@ commands:
   worker [faust worker options]   run a stream worker (agents, bridge, health, metrics)
   dev up|down|status              the local stack: Kafka (KRaft), SeaweedFS S3, SMTP sink
   topics                          list every topic callbill declares
+  customers import FILE [--dry-run]   CSV or JSON lines -> crm.customers, row by row
+  customers delete ID...          remove customers from the directory (tombstones)
   post FILE... [--url URL]        sign and POST sample events to a running bridge
   backfill --since T [--until T]  ended conversations from the Genesys Analytics API into the pipeline
   demo                            push the samples through the real pipeline and report
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cmd == "post":
         return _post(rest)
+    if cmd == "customers":
+        from app import customers_import
+
+        return customers_import.main(rest)
+
     if cmd == "backfill":
         from app import backfill
 

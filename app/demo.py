@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
         "CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
         "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "demo-erp-token",
         "CALLBILL_STORAGE_URL": f"file://{var / 'store'}", "CALLBILL_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{devstack._env_int('CALLBILL_DEV_SMTP_PORT', 2525)}",
     })
     log_path = var / "demo" / f"{run}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,9 +75,12 @@ def main(argv: list[str]) -> int:
         _print_invoices(forwarded, billed)
         docs = asyncio.run(_documents(bootstrap, run + ".", [k for k in forwarded if k in billed["invoices"]]))
         _print_documents(docs, var)
+        sent = asyncio.run(_deliveries(bootstrap, run + ".", list(docs)))
+        _print_deliveries(sent, var)
         ok = all(r["status"] == 202 for r in rows) and all(
             len(_final(outcomes).get(k, [])) >= c for k, c in needed.items()) and all(
-            k in billed["invoices"] for k in forwarded) and all(k in docs for k in billed["invoices"])
+            k in billed["invoices"] for k in forwarded) and all(k in docs for k in billed["invoices"]) and all(
+            k in sent["deliveries"] for k in docs)
         return 0 if ok else 1
     finally:
         erp.stop()
@@ -119,28 +123,17 @@ def _post_samples(url: str) -> list[dict]:
 
 
 async def _load_directory(bootstrap: str, prefix: str) -> int:
-    """The sample customer directory onto crm.customers (what `customers import` will do)."""
-    from aiokafka import AIOKafkaProducer
-
+    """The sample customer directory onto crm.customers, as `callbill customers import` does."""
+    from app.customers_import import publish, read_rows
     from app.settings import get_settings
-    from app.topics import ensure_topics
 
     os.environ["CALLBILL_TOPIC_PREFIX"] = prefix
     os.environ["CALLBILL_TOPIC_PARTITIONS"] = "2"
     get_settings.cache_clear()
-    await ensure_topics(bootstrap)
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await p.start()
-    n = 0
-    try:
-        for line in (REPO / "samples" / "directory" / "customers.jsonl").read_text().splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                await p.send_and_wait(prefix + "crm.customers", json.dumps(doc).encode(), key=doc["customerId"].encode())
-                n += 1
-    finally:
-        await p.stop()
-    return n
+    customers, rejected = read_rows(REPO / "samples" / "directory" / "customers.jsonl")
+    if rejected:
+        raise SystemExit(f"the sample directory has rejected rows: {rejected}")
+    return await publish(customers, bootstrap)
 
 
 async def _outcomes(bootstrap: str, prefix: str, needed: Counter, timeout: float = 60) -> dict[str, list[str]]:
@@ -273,3 +266,56 @@ def _print_documents(docs: dict, var: Path) -> None:
         print(f"{'':16} link  {d['url']}")
         print(f"{'':16} renew {d['renewUrl']}")
     print()
+
+
+async def _deliveries(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
+    from aiokafka import AIOKafkaConsumer
+
+    from app.topics import assign_from_start
+
+    out: dict = {"deliveries": {}, "reviews": {}, "postal": {}}
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    try:
+        for topic, name in (("callbill.deliveries", "deliveries"), ("callbill.review", "reviews"),
+                            ("callbill.postal", "postal")):
+            await assign_from_start(c, prefix + topic, wait=10)
+            deadline = time.monotonic() + (timeout if name == "deliveries" else 2)
+            while time.monotonic() < deadline and not (
+                    name == "deliveries" and all(k in out["deliveries"] or k in out["reviews"] for k in ids)):
+                for msgs in (await c.getmany(timeout_ms=300)).values():
+                    for m in msgs:
+                        doc = json.loads(m.value)
+                        if name != "reviews" or doc.get("stage") in ("delivery", "bounces"):
+                            if doc.get("kind", "invoice") == "invoice":
+                                out[name][doc["interactionId"]] = doc
+    finally:
+        await c.stop()
+    return out
+
+
+def _print_deliveries(sent: dict, var: Path) -> None:
+    from email import message_from_binary_file, policy
+
+    mails = {}
+    for path in sorted((var / "mail").glob("*.eml")):
+        with open(path, "rb") as fh:
+            m = message_from_binary_file(fh, policy=policy.default)
+        mails[str(m["Message-ID"])] = (m, path)
+    print("== delivered (one message per invoice; the ledger records intent and outcome around each send)")
+    print(f"{'invoice':16} {'channel':8} {'recipient':24} {'subject / job':32} where")
+    for k, d in sorted(sent["deliveries"].items(), key=lambda kv: kv[1].get("invoiceNumber") or ""):
+        if d["channel"] == "EMAIL" and d.get("messageId") in mails:
+            m, path = mails[d["messageId"]]
+            print(f"{d['invoiceNumber']:16} {'email':8} {str(m['To']):24} {str(m['Subject']):32} "
+                  f"./{path.relative_to(REPO)}")
+        elif d["channel"] == "POSTAL":
+            job = sent["postal"].get(k, {})
+            lines = " / ".join(job.get("recipient", {}).get("lines", [])[-2:])
+            print(f"{d['invoiceNumber']:16} {'postal':8} {job.get('recipient', {}).get('name') or '':24} "
+                  f"{'print job: ' + lines:32} callbill.postal ({d['providerId']})")
+        else:
+            print(f"{d['invoiceNumber']:16} {d['channel'].lower():8} {'':24} {'':32} provider id {d['providerId']}")
+    for k, r in sent["reviews"].items():
+        print(f"{'(review)':16} {'':8} {'':24} {r['reason']:32} {k}")
+    print("\nThe emails are in ./var/mail/ (one .eml each, as the SMTP server received them).\n")

@@ -61,5 +61,6 @@ app.sensors.add(SendGuard(app))
 
 # Register agents and web views by plain import, not autodiscovery: autodiscovery turns
 # an import error into a warning and starts a worker without the agent.
-from agents import assemble, billing, documents, intake, retry  # noqa: E402,F401
+from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry  # noqa: E402,F401
+from tables import suppressions  # noqa: E402,F401
 from app import bridge, documents_web, health  # noqa: E402,F401

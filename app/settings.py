@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -81,11 +83,33 @@ class Settings(BaseSettings):
     seller_logo: Path | None = Field(None, description="PNG/JPEG logo printed on invoices.")
     payment_instructions: str | None = Field(None, description="Payment instructions printed on invoices (bank details, payment link).")
 
-    # --- Later stages (contracts from the architecture) ---------------------------
     storage_url: str = Field("file://var/store", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS).")
-    smtp_url: str = Field("smtp://127.0.0.1:2525", description="SMTP server for invoice mail, smtp://host:port.")
-    mail_from: str = Field("invoices@callbill.example", description="From address of invoice mail.")
+
+    # --- Delivery ----------------------------------------------------------------
+    email_transport: Literal["smtp", "genesys"] = Field("smtp", description="How invoice email leaves: smtp (CALLBILL_SMTP_URL) or genesys (agentless email API, needs Genesys credentials).")
+    smtp_url: str = Field("smtp://127.0.0.1:2525", description="SMTP server: smtp://host:port (STARTTLS when offered; ?starttls=require|off), smtps://host:port (implicit TLS); user:password@ and ?ca=/path.pem allowed.")
+    smtp_username: str | None = Field(None, description="SMTP login (instead of user@ in the URL).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (instead of :password@ in the URL).")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds one SMTP command may take.")
+    smtp_connections: int = Field(4, ge=1, description="SMTP connections kept open and reused per worker.")
+    mail_from: str = Field("invoices@callbill.example", description="From address of invoice mail (its domain also names the Message-IDs).")
+    mail_from_name: str = Field("Billing", description="Display name of the From address.")
+    mail_subject: str = Field("Your invoice $invoiceNumber", description="Subject template: only $invoiceNumber and $seller; special characters removed, at most 78 characters.")
+    sms_from: str | None = Field(None, description="Genesys SMS number (E.164) invoices are texted from; unset: no SMS, No Email customers get postal mail.")
+    sms_default_region: str = Field("US", min_length=2, max_length=2, description="Country assumed for phone numbers written without +country code, when the customer has no address country.")
+    genesys_send_rate: float = Field(300.0, gt=0, description="Agentless email/SMS sends per minute per worker (Genesys allows 300 per minute; divide by the number of workers).")
+    email_dns_check: bool = Field(False, description="Check that an email domain accepts mail (DNS MX/A) before sending; results are cached.")
+    email_dns_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a DNS deliverability result is cached.")
+    redact_patterns: list[str] = Field(default_factory=list, description='Extra regular expressions masked in every outgoing text, as a JSON list (e.g. ["ACCT-[0-9]{8}"]).')
+    ack_after_seconds: float = Field(30.0, ge=0, description="Send one 'Processing Received' message if the invoice is not delivered this many seconds after intake; 0 turns it off.")
+    soft_bounce_limit: int = Field(3, ge=1, description="Soft bounces (or 4xx refusals of a recipient) after which an address is treated as a hard bounce.")
+    delivery_batch: int = Field(32, ge=1, description="Invoices the delivery agent takes at once (sent concurrently).")
+    delivery_attempts: int = Field(4, ge=1, description="Send attempts inside the delivery agent before the invoice is parked on callbill.retry.")
+    bounce_maildir: Path | None = Field(None, description="Directory of bounce messages (DSNs) to read; each file is published to callbill.bounces and moved to processed/.")
+    bounce_poll_interval: float = Field(5.0, gt=0, description="Seconds between scans of CALLBILL_BOUNCE_MAILDIR.")
+
+    # --- Genesys Cloud -------------------------------------------------------------
     genesys_region: str = Field("mypurecloud.com", description="Genesys Cloud region domain (e.g. mypurecloud.ie).")
     genesys_client_id: str | None = Field(None, description="Genesys Cloud OAuth client id (client credentials).")
     genesys_client_secret: SecretStr | None = Field(None, description="Genesys Cloud OAuth client secret.")
@@ -95,6 +119,21 @@ class Settings(BaseSettings):
     def _known_store(cls, v: str) -> str:
         if not (v.startswith("memory://") or v.startswith("rocksdb://")):
             raise ValueError("CALLBILL_STORE must be memory:// or rocksdb://")
+        return v
+
+    @field_validator("mail_subject")
+    @classmethod
+    def _subject_fields(cls, v: str) -> str:
+        from domain.messages import SUBJECT_FIELDS, check_template
+
+        return check_template(v, SUBJECT_FIELDS, "CALLBILL_MAIL_SUBJECT")
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        from domain.redaction import Redactor
+
+        Redactor.with_patterns(v)
         return v
 
     @field_validator("default_timezone")

@@ -27,6 +27,7 @@ import email.policy
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -52,9 +53,20 @@ def _accept_any_login(server: Any, session: Any, envelope: Any, mechanism: str, 
 class SinkHandler:
     """aiosmtpd handler storing every message under ``directory``."""
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, reject: str | None = None, bounce: str | None = None,
+                 bounce_dir: Path | str | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        # test knobs: recipients refused at RCPT (550 5.1.1), recipients accepted and then
+        # bounced with a DSN into `bounce_dir` (as an MTA does later), and a busy period
+        self.reject = re.compile(reject, re.IGNORECASE) if reject else None
+        self.bounce = re.compile(bounce, re.IGNORECASE) if bounce else None
+        self.soft_bounce: re.Pattern[str] | None = None  # accepted, then a DSN with 4.2.2 (mailbox full)
+        self.defer: re.Pattern[str] | None = None  # refused for now at RCPT (450 4.2.1)
+        self.bounce_dir = Path(bounce_dir) if bounce_dir else self.directory / "bounces"
+        self.busy_until = 0.0
+        self.data_delay = 0.0  # seconds between storing a message and answering DATA
+        self.busy_code = "421 4.3.2 Service not available, try again later"
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -82,6 +94,53 @@ class SinkHandler:
         os.replace(tmp, final)
         return final, queue_id
 
+    def busy(self, seconds: float, code: str | None = None) -> None:
+        """Answer every MAIL FROM with `code` (421 by default) for `seconds`."""
+        if code:
+            self.busy_code = code
+        self.busy_until = time.monotonic() + seconds
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list) -> str:
+        if time.monotonic() < self.busy_until:
+            return self.busy_code
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list) -> str:
+        if self.reject and self.reject.search(address):
+            return "550 5.1.1 Recipient address rejected: User unknown"
+        if self.defer and self.defer.search(address):
+            return "450 4.2.1 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    def write_dsn(self, mail_from: str, recipient: str, content: bytes, queue_id: str, status: str = "5.1.1") -> Path:
+        """A delivery status notification (RFC 3464) for `recipient`, as an MTA sends back."""
+        original = email.message_from_bytes(content, policy=email.policy.compat32)
+        boundary = f"dsn-{uuid.uuid4().hex}"
+        kept = "".join(f"{k}: {v}\r\n" for k, v in original.items()
+                       if k.lower() in ("message-id", "from", "to", "subject", "date"))
+        text = (
+            f"From: MAILER-DAEMON@sink.invalid\r\nTo: {mail_from}\r\n"
+            f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <{queue_id}.dsn@sink.invalid>\r\n"
+            f"MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
+            f"--{boundary}\r\nContent-Type: text/plain\r\n\r\n"
+            f"This is the mail system at host sink.invalid. Your message could not be delivered.\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns; sink.invalid\r\nX-Postfix-Queue-ID: {queue_id}\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+            f"Diagnostic-Code: smtp; {'550 5.1.1 User unknown' if status.startswith('5') else '452 4.2.2 Mailbox full'}\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{kept}\r\n"
+            f"--{boundary}--\r\n"
+        )
+        self.bounce_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{queue_id}-{recipient.split('@')[0][:8]}-dsn.eml"
+        tmp = self.bounce_dir / f".{name}.tmp"
+        tmp.write_bytes(text.encode("utf-8", "replace"))
+        os.replace(tmp, self.bounce_dir / name)
+        return self.bounce_dir / name
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):
@@ -91,19 +150,35 @@ class SinkHandler:
         except OSError as exc:  # disk full, permissions...
             log.error("could not store message: %s", exc)
             return "451 Requested action aborted: local error in processing"
-        log.info("stored %s from=%s to=%s", path.name, envelope.mail_from, envelope.rcpt_tos)
+        log.info("stored %s for %d recipient(s)", path.name, len(envelope.rcpt_tos))  # no addresses in logs
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        for rcpt in envelope.rcpt_tos:
+            if self.bounce and self.bounce.search(rcpt):
+                self.write_dsn(envelope.mail_from or "", rcpt, content, queue_id)
+            elif self.soft_bounce and self.soft_bounce.search(rcpt):
+                self.write_dsn(envelope.mail_from or "", rcpt, content, queue_id, status="4.2.2")
         return f"250 OK queued as {queue_id}"
 
 
-def _smtp_factory(handler: SinkHandler, hostname: str | None = None) -> SMTP:
+def _smtp_factory(handler: SinkHandler, hostname: str | None = None, tls_context: Any = None,
+                  users: dict[str, str] | None = None) -> SMTP:
+    def check_login(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        login = getattr(auth_data, "login", b"") or b""
+        password = getattr(auth_data, "password", b"") or b""
+        ok = users is not None and users.get(login.decode(errors="replace")) == password.decode(errors="replace")
+        return AuthResult(success=ok, handled=False)
+
     return SMTP(
         handler,
         hostname=hostname,
         decode_data=False,
         enable_SMTPUTF8=True,
-        authenticator=_accept_any_login,
-        auth_required=False,
-        auth_require_tls=False,
+        authenticator=check_login if users else _accept_any_login,
+        auth_required=bool(users),
+        auth_require_tls=bool(users),
+        tls_context=tls_context,
+        require_starttls=bool(users) and tls_context is not None,
     )
 
 
@@ -131,11 +206,19 @@ class SmtpSink:
     Also usable as a (sync) context manager.
     """
 
-    def __init__(self, directory: Path | str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, directory: Path | str, host: str = "127.0.0.1", port: int = 0, *,
+                 reject: str | None = None, bounce: str | None = None, starttls: Any = None,
+                 implicit_tls: Any = None, users: dict[str, str] | None = None) -> None:
+        """`starttls`/`implicit_tls`: an ssl.SSLContext for the server; `users`: logins
+        required (name -> password) instead of accepting any."""
         self.directory = Path(directory)
         self.host = host
         self.port = port
-        self.handler = SinkHandler(self.directory)
+        self.handler = SinkHandler(self.directory, reject=reject, bounce=bounce)
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.users = users
+        self.connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -158,7 +241,7 @@ class SmtpSink:
             asyncio.set_event_loop(loop)
             try:
                 self._server = loop.run_until_complete(
-                    loop.create_server(lambda: _smtp_factory(self.handler), self.host, self.port)
+                    loop.create_server(self._protocol, self.host, self.port, ssl=self.implicit_tls)
                 )
             except BaseException as exc:  # noqa: BLE001 - reported to start()
                 error.append(exc)
@@ -186,6 +269,10 @@ class SmtpSink:
             raise error[0]
         return self
 
+    def _protocol(self) -> SMTP:
+        self.connections += 1
+        return _smtp_factory(self.handler, tls_context=self.starttls, users=self.users)
+
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
             return
@@ -208,9 +295,10 @@ class SmtpSink:
         self.stop()
 
 
-async def serve(directory: Path, host: str, port: int) -> None:
+async def serve(directory: Path, host: str, port: int, reject: str | None = None, bounce: str | None = None,
+                bounce_dir: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
-    handler = SinkHandler(directory)
+    handler = SinkHandler(directory, reject=reject, bounce=bounce, bounce_dir=bounce_dir)
     server = await loop.create_server(lambda: _smtp_factory(handler), host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -229,11 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path, help="directory for the .eml files")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--reject", help="regex: recipients refused at RCPT with 550 5.1.1")
+    parser.add_argument("--bounce", help="regex: recipients accepted, then bounced with a DSN into --bounce-dir")
+    parser.add_argument("--bounce-dir", type=Path, help="where DSNs go (default: DIR/bounces)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # per-command chatter
     try:
-        asyncio.run(serve(args.dir, args.host, args.port))
+        asyncio.run(serve(args.dir, args.host, args.port, args.reject, args.bounce, args.bounce_dir))
     except OSError as exc:
         print(f"smtp_sink: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -37,7 +37,9 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("callbill.postal", "print jobs for the postal vendor", 30 * DAY),
     TopicSpec("callbill.retry", "work parked after its retry budget ran out", 14 * DAY),
     TopicSpec("callbill.dlq", "messages that could not be parsed, with the reason and raw bytes", 90 * DAY),
-    TopicSpec("callbill.bounces", "hard bounces and complaints", 90 * DAY),
+    TopicSpec("callbill.bounces", "bounces and complaints (SMTP replies, DSNs, provider notifications)", 90 * DAY),
+    TopicSpec("callbill.suppressions", "suppressed addresses (key address, null value lifts)", compacted=True),
+    TopicSpec("callbill.acks", "acknowledgement timers: due 'Processing Received' checks", 2 * DAY),
     TopicSpec("crm.customers", "customer directory (key customerId, null value deletes)", compacted=True),
 )
 

@@ -29,3 +29,20 @@ def track(fut: Any) -> Any:
 class TrackedTable(faust.Table):
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         return track(super().send_changelog(*args, **kwargs))
+
+
+async def durably(write: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a table write and wait until Kafka has it (acks=all) before going on: the
+    delivery intent must be durable before the email leaves."""
+    outer = PENDING_WRITES.get()
+    sink: list[asyncio.Future] = []
+    token = PENDING_WRITES.set(sink)
+    try:
+        result = write(*args, **kwargs)
+    finally:
+        PENDING_WRITES.reset(token)
+    if outer is not None:
+        outer.extend(sink)
+    if sink:
+        await asyncio.gather(*sink)
+    return result

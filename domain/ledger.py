@@ -30,11 +30,21 @@ class LedgerEntry(BaseModel):
     invoiceNumber: str | None = None
     invoice: dict | None = None
     billingSource: str | None = None
-    draft: dict | None = None
+    draft: dict | None = None  # ERP mode: what the first request was built from, resent as is
     # documents: the stored object and the message that stored it
     documentKey: str | None = None
     document: dict | None = None
-    documentSource: str | None = None  # ERP mode: what the first request was built from, resent as is
+    documentSource: str | None = None
+    # delivery: the attempt that may be sent (a soft bounce allows the next one), the
+    # intent written before sending and the outcome after. An intent of the current
+    # attempt without its outcome means a send may have happened: never resent blindly.
+    deliveryAttempt: int = 1
+    deliveryIntent: dict | None = None
+    delivery: dict | None = None
+    softBounces: int = 0
+    # the "Processing Received" acknowledgement, under the same rule
+    ackIntent: dict | None = None
+    ack: dict | None = None
 
     def touched(self, now: datetime, **changes) -> "LedgerEntry":
         return self.model_copy(update={"updatedAt": now, **changes})

@@ -25,3 +25,16 @@ def get_entry(interaction_id: str) -> LedgerEntry | None:
 
 def put_entry(interaction_id: str, entry: LedgerEntry) -> None:
     ledger[interaction_id] = entry.model_dump(mode="json")
+
+
+def update_entry(interaction_id: str, **changes) -> LedgerEntry | None:
+    """Read and write in one step (no await between), so concurrent stages (delivery and
+    acknowledgement) never overwrite each other's fields. None when there is no entry."""
+    from schemas.events import utcnow
+
+    entry = get_entry(interaction_id)
+    if entry is None:
+        return None
+    entry = entry.touched(utcnow(), **changes)
+    put_entry(interaction_id, entry)
+    return entry

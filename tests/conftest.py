@@ -43,12 +43,23 @@ def kafka_bootstrap(tmp_path_factory):
 
 
 @pytest.fixture
-def make_worker(kafka_bootstrap, tmp_path):
+def mail_sink(tmp_path):
+    """A real SMTP server (aiosmtpd) for the test; every worker of the test mails to it."""
+    from app.smtp_sink import SmtpSink
+
+    sink = SmtpSink(tmp_path / "mail").start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def make_worker(kafka_bootstrap, tmp_path, mail_sink):
     """Start workers on the session broker; each has its own app id and topic prefix."""
     started: list[Worker] = []
 
     def make(**kw) -> Worker:
-        w = Worker(bootstrap=kw.pop("bootstrap", kafka_bootstrap), tmp=tmp_path, **kw)
+        env = {"CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{mail_sink.port}", **kw.pop("extra_env", {})}
+        w = Worker(bootstrap=kw.pop("bootstrap", kafka_bootstrap), tmp=tmp_path, extra_env=env, **kw)
         started.append(w)
         return w
 

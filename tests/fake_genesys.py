@@ -73,6 +73,8 @@ class FakeGenesys:
         self.responses: list[tuple[str, str, int]] = []  # (method, path, status) as answered
         self.queries: list[dict[str, Any]] = []  # bodies of analytics details queries
         self.token_requests = 0
+        self.emails: list[dict[str, Any]] = []  # agentless email bodies accepted
+        self.messages: list[dict[str, Any]] = []  # agentless message (SMS) bodies accepted
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -123,6 +125,8 @@ class FakeGenesys:
         app.router.add_get("/api/v2/externalcontacts/contacts/{contactId}", self._contact)
         app.router.add_post("/api/v2/analytics/conversations/details/query", self._query)
         app.router.add_get("/api/v2/analytics/conversations/{conversationId}/details", self._details)
+        app.router.add_post("/api/v2/conversations/emails/agentless", self._agentless_email)
+        app.router.add_post("/api/v2/conversations/messages/agentless", self._agentless_message)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -232,6 +236,46 @@ class FakeGenesys:
             return _error(404, "not.found", "The requested resource was not found.")
         body = {"id": contact_id, "type": "Customer", "selfUri": f"/api/v2/externalcontacts/contacts/{contact_id}"}
         return web.json_response({**body, **self.contacts[contact_id]})
+
+    async def _agentless_email(self, request: web.Request) -> web.Response:
+        """AgentlessEmailSendRequestDto -> AgentlessEmailSendResponseDto, with the API's checks."""
+        try:
+            body = await request.json()
+            to = body["toAddresses"]
+            ok = (body.get("senderType") in ("Outbound", "System", "User") and isinstance(to, list) and len(to) == 1
+                  and to[0].get("email") and (body.get("fromAddress") or {}).get("email")
+                  and len(body.get("subject") or "") <= 400 and (body.get("textBody") or body.get("htmlBody")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            return _error(400, "bad.request", "Invalid agentless email request.")
+        conversation = str(uuid.uuid4())
+        with self._lock:
+            self.emails.append(body)
+        return web.json_response({
+            "id": str(uuid.uuid4()), "conversationId": conversation, "senderType": body["senderType"],
+            "fromAddress": body["fromAddress"], "toAddresses": body["toAddresses"], "subject": body.get("subject"),
+            "dateCreated": iso_ms(datetime.now(timezone.utc)), "selfUri": f"/api/v2/conversations/emails/{conversation}"})
+
+    async def _agentless_message(self, request: web.Request) -> web.Response:
+        """SendAgentlessOutboundMessageRequest -> SendAgentlessOutboundMessageResponse."""
+        try:
+            body = await request.json()
+            ok = (body.get("toAddressMessengerType") in ("sms", "whatsapp", "open")
+                  and str(body.get("toAddress", "")).startswith("+") and body.get("fromAddress")
+                  and 0 < len(body.get("textBody") or "") <= 765)
+        except (ValueError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            return _error(400, "bad.request", "Invalid agentless message request.")
+        with self._lock:
+            self.messages.append(body)
+        conversation = str(uuid.uuid4())
+        return web.json_response({
+            "id": str(uuid.uuid4()), "conversationId": conversation, "fromAddress": body["fromAddress"],
+            "toAddress": body["toAddress"], "messengerType": body["toAddressMessengerType"],
+            "textBody": body["textBody"], "timestamp": iso_ms(datetime.now(timezone.utc)),
+            "selfUri": f"/api/v2/conversations/messages/{conversation}"})
 
     async def _details(self, request: web.Request) -> web.Response:
         conversation_id = request.match_info["conversationId"]

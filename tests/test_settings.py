@@ -1,4 +1,5 @@
 """Settings load from the environment, and .env.example documents every one of them."""
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,11 @@ def test_env_example_lists_every_setting_with_its_default():
     for name, field in Settings.model_fields.items():
         key = f"CALLBILL_{name.upper()}"
         assert key in documented, f"{key} missing from .env.example"
-        default = field.default
+        default = field.default_factory() if field.default_factory is not None else field.default
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        elif isinstance(default, list):
+            default = json.dumps(default)
         default = "" if default is None else str(getattr(default, "get_secret_value", lambda: default)())
         assert documented[key] == default, key
 

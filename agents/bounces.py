@@ -1,0 +1,146 @@
+"""callbill.bounces -> the suppression list, the ledger and the review queue.
+
+Bounces arrive from three places: a recipient refused at send time (agents/delivery.py),
+bounce messages (DSN, RFC 3464) read from CALLBILL_BOUNCE_MAILDIR, and provider
+notifications (SES/SendGrid JSON) posted to /bounces/provider. Keyed by interactionId
+when the Message-ID names one (co-partitioned with the ledger), else by address.
+
+A hard bounce or a complaint suppresses the address (no loop of emails to a dead
+address, edge case 3), marks the delivery failed and opens a review item. A soft bounce
+allows one more attempt (the invoice goes back to delivery after a delay), and from
+CALLBILL_SOFT_BOUNCE_LIMIT soft bounces on one interaction on, it counts as hard.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import faust
+from aiohttp.web import Request, Response
+from faust.web import View
+
+from agents.routing import audit, guarded, parse, publish, review
+from app.bridge import Refusal, check_auth, parse_json, read_body
+from app.logs import get_logger
+from app.main import app, settings, topics
+from app.metrics import STAGE_OUTCOMES
+from domain.backoff import next_delay
+from domain.bounces import BounceParseError, BounceReport, interaction_of, parse_dsn, parse_provider
+from domain.delivery import suppression_key
+from domain.ledger import State
+from schemas.deliveries import Bounce, Suppression
+from schemas.events import RetryItem, utcnow
+from tables.ledger import get_entry, update_entry
+from tables.suppressions import suppress
+
+STAGE = "bounces"
+log = get_logger("bounces")
+
+
+def bounce_of(report: BounceReport) -> Bounce:
+    iid = interaction_of(report.messageId, _domain())
+    return Bounce(address=suppression_key(report.address), kind=report.kind, status=report.status,
+                  diagnostic=report.diagnostic, interactionId=iid, messageId=report.messageId,
+                  source=report.source)  # type: ignore[arg-type]
+
+
+def _domain() -> str:
+    return settings.mail_from.rsplit("@", 1)[-1]
+
+
+async def publish_bounce(b: Bounce) -> None:
+    await publish("callbill.bounces", b.interactionId or b.address, b)
+
+
+async def handle(event: faust.EventT) -> None:
+    b: Bounce = parse(Bounce, event.value)  # type: ignore[assignment]
+    iid = b.interactionId
+    entry = get_entry(iid) if iid else None
+    if b.kind == "soft" and entry is not None and entry.softBounces + 1 < settings.soft_bounce_limit:
+        n = entry.softBounces + 1
+        update_entry(iid, softBounces=n, deliveryAttempt=entry.deliveryAttempt + 1, state=State.DOCUMENTED)
+        if entry.document:
+            delay = settings.retry_base_delay + next_delay(n, settings.retry_base_delay, settings.retry_max_delay)
+            await publish("callbill.retry", iid, RetryItem(
+                interactionId=iid, stage=STAGE, topic="callbill.documents", attempt=n,
+                notBefore=utcnow() + timedelta(seconds=delay), reason=f"soft bounce {b.status or ''}".strip(),
+                payload=entry.document), wait=False)
+        await audit(STAGE, iid, "SOFT_BOUNCE", b.status, count=n)
+        return
+    reason = "complaint" if b.kind == "complaint" else ("hard" if b.kind == "hard" else "soft-limit")
+    await suppress(Suppression(address=b.address, reason=reason, status=b.status, source=b.source,  # type: ignore[arg-type]
+                               interactionId=iid))
+    STAGE_OUTCOMES.labels(STAGE, "SUPPRESSED").inc()
+    if entry is None:
+        log.info("address suppressed", extra={"stage": STAGE, "reason": reason})
+        return
+    failed = {**(entry.delivery or {}), "status": "FAILED", "reason": f"{reason} bounce"}
+    update_entry(iid, state=State.REVIEW, reason="PENDING_REVIEW:BOUNCED", delivery=failed,
+                 softBounces=entry.softBounces + (b.kind == "soft"))
+    await review(STAGE, iid, "PENDING_REVIEW:BOUNCED",
+                 detail=f"email {reason} bounce{' ' + b.status if b.status else ''}: the address is suppressed; "
+                        "update the customer's contact details and resubmit")
+    await audit(STAGE, iid, "BOUNCED", reason)
+
+
+@app.agent(topics["callbill.bounces"], name="bounces")
+async def bounces(stream: faust.StreamT) -> None:
+    await guarded(STAGE, stream, handle)
+
+
+@app.page("/bounces/provider")
+class ProviderBounces(View):
+    """SES (direct or through SNS) and SendGrid event webhooks; authenticated like the bridge."""
+
+    async def post(self, request: Request) -> Response:
+        try:
+            body = await read_body(request)
+            check_auth(request, body)
+            try:
+                reports = parse_provider(parse_json(request, body))
+            except BounceParseError as e:
+                raise Refusal(422, str(e)) from None
+            for r in reports:
+                await publish_bounce(bounce_of(r))
+            return self.json({"accepted": len(reports)}, status=202)
+        except Refusal as r:
+            return self.json({"error": r.error, **r.extra}, status=r.status, headers=r.headers)
+
+
+async def scan_maildir(directory: Path) -> tuple[int, int]:
+    """Publish the bounces of every message file in `directory`; move each to processed/
+    (or unreadable/ when it is not a DSN). Returns (files, bounces)."""
+    files = bounces_found = 0
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+        claimed = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            os.rename(path, claimed)  # another worker may be scanning the same directory
+        except OSError:
+            continue
+        try:
+            reports = parse_dsn(claimed.read_bytes())
+            target = "processed"
+        except BounceParseError:
+            reports, target = [], "unreadable"
+        for r in reports:
+            await publish_bounce(bounce_of(r))
+        (directory / target).mkdir(exist_ok=True)
+        os.replace(claimed, directory / target / path.name)
+        files += 1
+        bounces_found += len(reports)
+    return files, bounces_found
+
+
+@app.timer(settings.bounce_poll_interval)
+async def bounce_mailbox() -> None:
+    if settings.bounce_maildir is None or not settings.bounce_maildir.is_dir():
+        return
+    try:
+        files, found = await scan_maildir(settings.bounce_maildir)
+    except Exception as e:  # noqa: BLE001 - the next scan tries again
+        log.warning("bounce mailbox scan failed", extra={"stage": STAGE, "reason": type(e).__name__})
+        return
+    if files:
+        log.info("bounce mailbox read", extra={"stage": STAGE, "count": found})
+

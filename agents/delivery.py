@@ -1,0 +1,209 @@
+"""callbill.documents -> the customer (email, SMS or postal job) -> callbill.deliveries.
+
+Never twice: before a send the ledger records the intent, and waits until Kafka has it;
+after the send, the outcome. A message seen again (crash, rebalance, replay) finds the
+outcome and sends nothing. An intent without an outcome means the worker died (or the
+connection broke) between the two, and nobody knows whether the customer got the
+message: the rule is review (DELIVERY_UNCONFIRMED), never a blind resend (README).
+
+What cannot be sent goes to review with its reason: an invalid or suppressed address
+(edge case 3), no possible channel, a refused message. A busy server (SMTP 4xx, Genesys
+429/503, unreachable) backs off inside the batch, then the invoice is parked on
+callbill.retry. A recipient refused for good is a hard bounce (agents/bounces.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import faust
+
+from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
+from agents.batching import Batch, Parked, attempt_of, park, run_batches
+from agents.routing import audit, event_context, guard_one, parse, publish, review
+from app import delivery as transports
+from app.logs import get_logger
+from app.main import app, settings, topics
+from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
+from app.storage import seller
+from app.writes import durably
+from domain.backoff import next_delay
+from domain.bounces import message_id as build_message_id
+from domain.delivery import AddressError, EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email, route
+from domain.ledger import State
+from domain.messages import MessageData, amount_text, invoice_email, invoice_sms, local_time
+from schemas.customers import Customer
+from schemas.deliveries import Bounce, Delivery, PostalJob, PostalRecipient
+from schemas.documents import DocumentStored
+from schemas.events import utcnow
+from schemas.invoices import Invoice
+from tables.directory import directory
+from tables.ledger import get_entry, update_entry
+from tables.suppressions import suppressions
+
+STAGE = "delivery"
+CHANNEL = {EmailRoute: "EMAIL", SmsRoute: "SMS", PostalRoute: "POSTAL"}
+log = get_logger("delivery")
+
+
+def message_id(interaction_id: str, kind: str) -> str:
+    """Deterministic per invoice: `<interactionId.kind@mail domain>` (a hash for ids that
+    do not fit a Message-ID), so a bounce leads back to its interaction."""
+    try:
+        return build_message_id(interaction_id, kind, transports.mail_domain())
+    except ValueError:
+        digest = hashlib.sha256(interaction_id.encode()).hexdigest()[:32]
+        return f"<{digest}.{kind}@{transports.mail_domain()}>"
+
+
+async def plan(customer: Customer) -> Route:
+    """The channel and the checked address, or why there is none."""
+    await suppressions.ready()
+    problems: dict[str, str | None] = {}
+    check = transports.dns_check()
+    if check is not None and customer.email and customer.preferences.transactionalEmail:
+        try:
+            address = normalize_email(customer.email)
+        except AddressError:
+            pass  # route() sends it to review as invalid
+        else:
+            problems[address] = await check.problem(address)
+    return route(customer, suppressed=suppressions.reason, sms_enabled=transports.sms_enabled(),
+                 email_problem=lambda a: problems.get(a), default_region=settings.sms_default_region)
+
+
+def message_data(invoice: Invoice, doc: DocumentStored, customer: Customer) -> MessageData:
+    s = seller()
+    return MessageData(
+        invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=amount_text(invoice.currency, invoice.total),
+        dueDate=invoice.dueDate.isoformat(), url=doc.url, expires=local_time(doc.expiresAt, invoice.timezone),
+        renewUrl=doc.renewUrl, contact=s.contact or s.name,
+        greeting=f" {customer.name}" if customer.name else "")
+
+
+async def send(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str) -> tuple[str, str]:
+    """(transport, provider id); raises the adapters/sending.py errors."""
+    redact = transports.redactor()
+    data = message_data(invoice, doc, customer)
+    if isinstance(r, EmailRoute):
+        return await transports.send_email(r.address, invoice_email(data, redact, settings.mail_subject), mid)
+    if isinstance(r, SmsRoute):
+        return await transports.send_sms(r.number, invoice_sms(data, redact))
+    assert isinstance(r, PostalRoute)
+    job = PostalJob(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, documentKey=doc.key,
+                    storage=doc.storage, url=doc.url, expiresAt=doc.expiresAt, sha256=doc.sha256,
+                    recipient=PostalRecipient(name=redact(r.name) if r.name else None,
+                                              lines=[redact(x) for x in r.lines], country=r.country))
+    fut = await publish("callbill.postal", invoice.interactionId, job)
+    meta = fut.result()
+    return "postal", f"{meta.topic}/{meta.partition}/{meta.offset}"
+
+
+async def send_with_backoff(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
+                            batch: Batch) -> tuple[str, str] | Parked:
+    attempt = 0
+    kind = CHANNEL[type(r)].lower()
+    while True:
+        started = time.perf_counter()
+        try:
+            return await send(r, invoice, doc, customer, mid)
+        except SendRetryable as e:
+            EXTERNAL_ERRORS.labels(kind, "retryable").inc()
+            attempt += 1
+            if attempt >= settings.delivery_attempts or batch.park.is_set() or await batch.backoff(
+                    next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap, e.retry_after)):
+                return Parked(e.reason, e.retry_after, recipient=e.recipient)
+        finally:
+            EXTERNAL_LATENCY.labels(kind).observe(time.perf_counter() - started)
+
+
+async def to_review(iid: str, reason: str, detail: str, **changes) -> None:
+    update_entry(iid, state=State.REVIEW, reason=reason, **changes)
+    await review(STAGE, iid, reason, detail=detail)
+    await audit(STAGE, iid, "REVIEW", reason)
+
+
+async def deliver(event: faust.EventT, batch: Batch) -> None:
+    doc: DocumentStored = parse(DocumentStored, event.value)  # type: ignore[assignment]
+    iid = doc.interactionId
+    entry = get_entry(iid)
+    if entry is None or not entry.invoice:
+        await audit(STAGE, iid, "REVIEW", "NO_INVOICE_RECORD")
+        await review(STAGE, iid, "NO_INVOICE_RECORD", detail="a document arrived for an interaction the ledger "
+                     "has no invoice for (a replay from elsewhere?)")
+        return
+    attempt = entry.deliveryAttempt
+    if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
+        await audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
+        return
+    if entry.deliveryIntent and entry.deliveryIntent.get("attempt", 1) >= attempt:
+        if entry.state is not State.REVIEW:
+            await to_review(iid, "DELIVERY_UNCONFIRMED",
+                            f"a {entry.deliveryIntent.get('channel')} send started and its outcome was never "
+                            "recorded (worker stopped mid-send); check with the customer before resending")
+        return
+
+    invoice = Invoice.model_validate(entry.invoice)
+    await directory.ready()
+    customer = directory.customers.get(invoice.customerReference)
+    if customer is None:
+        await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
+        return
+    r = await plan(customer)
+    if isinstance(r, NoRoute):
+        await to_review(iid, r.reason, r.detail)
+        return
+
+    channel = CHANNEL[type(r)]
+    mid = message_id(iid, "invoice")
+    await durably(update_entry, iid, deliveryIntent={"attempt": attempt, "channel": channel,
+                                                     "at": utcnow().isoformat()})
+    try:
+        outcome = await send_with_backoff(r, invoice, doc, customer, mid, batch)
+    except SendUnconfirmed as e:
+        EXTERNAL_ERRORS.labels(channel.lower(), "unconfirmed").inc()
+        await to_review(iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent")
+        return
+    except SendRejected as e:
+        EXTERNAL_ERRORS.labels(channel.lower(), "rejected").inc()
+        failed = {"attempt": attempt, "channel": channel, "status": "FAILED", "reason": e.reason,
+                  "at": utcnow().isoformat()}
+        if e.bounce and isinstance(r, EmailRoute):
+            update_entry(iid, delivery=failed)
+            await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="hard", status=e.status,
+                                                         diagnostic=e.reason, interactionId=iid, messageId=mid,
+                                                         source="smtp"))
+            await audit(STAGE, iid, "BOUNCED", e.reason)
+        else:
+            await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed)
+        return
+    if isinstance(outcome, Parked):
+        # nothing was sent: the intent is withdrawn so the retry may send
+        update_entry(iid, deliveryIntent=None)
+        if isinstance(r, EmailRoute) and outcome.recipient and attempt_of(event) >= settings.soft_bounce_limit:
+            # the recipient was refused with 4xx on every attempt: the limit's soft bounce
+            entry = get_entry(iid)
+            update_entry(iid, softBounces=max(entry.softBounces if entry else 0, settings.soft_bounce_limit - 1))
+            await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="soft", diagnostic=outcome.reason,
+                                                         interactionId=iid, messageId=mid, source="smtp"))
+            await audit(STAGE, iid, "BOUNCED", "soft bounce limit")
+            return
+        await park(STAGE, event, iid, "callbill.documents", doc, outcome)
+        return
+    transport, provider_id = outcome
+    done = Delivery(interactionId=iid, invoiceNumber=invoice.invoiceNumber, channel=channel, transport=transport,
+                    providerId=provider_id, messageId=mid if channel == "EMAIL" else None, attempt=attempt)
+    update_entry(iid, state=State.DELIVERED, reason=None,
+                 delivery={**done.model_dump(mode="json", exclude_none=True), "status": "SENT"})
+    await publish("callbill.deliveries", iid, done, wait=False)
+    await audit(STAGE, iid, "DELIVERED", channel)
+
+
+async def deliver_one(event: faust.EventT, batch: Batch) -> None:
+    with event_context(event):
+        await guard_one(STAGE, event, lambda e: deliver(e, batch))
+
+
+@app.agent(topics["callbill.documents"], name="delivery")
+async def delivery(stream: faust.StreamT) -> None:
+    await run_batches(stream, STAGE, settings.delivery_batch, settings.billing_batch_window, deliver_one)

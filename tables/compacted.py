@@ -1,0 +1,69 @@
+"""Whole-topic views of compacted topics (the customer directory, the suppression list).
+
+Some lookups use a key the pipeline is not partitioned by (an external contact id, an
+email address), so every worker needs the whole topic. Faust's GlobalTable would do
+this but can loop in recovery with several workers (faust-streaming #283); a view is a
+plain consumer with no group that reads the topic from the start and keeps following.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import faust
+from aiokafka import AIOKafkaConsumer
+
+from app.logs import get_logger
+from app.main import settings
+from app.topics import assign_from_start, topic_name
+
+log = get_logger("views")
+
+
+class CompactedView:
+    name = "view"
+
+    def __init__(self) -> None:
+        self.caught_up = asyncio.Event()
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    async def ready(self) -> None:
+        """Wait until the whole topic has been read once: a lookup before then could
+        wrongly find nothing (a known customer sent to review, a suppressed address mailed)."""
+        if not self.caught_up.is_set():
+            await self.caught_up.wait()
+
+
+async def follow(service: faust.Service, view: CompactedView, topic_base: str) -> None:
+    topic = topic_name(topic_base)
+    while not service.should_stop:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            tps = await assign_from_start(consumer, topic)
+            ends = await consumer.end_offsets(tps) if tps else {}
+            while not service.should_stop:
+                batch = await consumer.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    for m in msgs:
+                        if m.key:
+                            view.apply(m.key.decode(), m.value)
+                if not view.caught_up.is_set() and await _reached(consumer, ends):
+                    view.caught_up.set()
+                    log.info("view loaded", extra={"stage": view.name, "count": len(view)})
+        except Exception as e:  # noqa: BLE001 - keep following through broker trouble
+            log.warning("view consumer restarting", extra={"stage": view.name, "reason": type(e).__name__})
+            await asyncio.sleep(2)
+        finally:
+            await consumer.stop()
+
+
+async def _reached(consumer: AIOKafkaConsumer, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
