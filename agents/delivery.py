@@ -20,11 +20,11 @@ import faust
 
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.batching import Batch, Parked, attempt_of, park, run_batches
-from agents.routing import audit, event_context, guard_one, parse, publish, review
+from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
 from app import delivery as transports
 from app.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
+from app.metrics import END_TO_END, EXTERNAL_ERRORS, EXTERNAL_LATENCY
 from app.storage import seller
 from app.writes import durably
 from domain.backoff import next_delay
@@ -132,6 +132,13 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         await review(STAGE, iid, "NO_INVOICE_RECORD", detail="a document arrived for an interaction the ledger "
                      "has no invoice for (a replay from elsewhere?)")
         return
+    run = header(event, REISSUE_HEADER)
+    if run and run not in entry.reissued:
+        # an operator asked for a new message (callbill replay --force-reissue): open the next attempt
+        current = entry.deliveryAttempt
+        started = max((entry.deliveryIntent or {}).get("attempt", 0), (entry.delivery or {}).get("attempt", 0))
+        entry = await durably(update_entry, iid, reissued=[*entry.reissued, run],
+                              deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
     if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
         await audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
@@ -196,6 +203,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
     update_entry(iid, state=State.DELIVERED, reason=None,
                  delivery={**done.model_dump(mode="json", exclude_none=True), "status": "SENT"})
     await publish("callbill.deliveries", iid, done, wait=False)
+    END_TO_END.observe(max(0.0, (done.time - invoice.serviceAt).total_seconds()))
     await audit(STAGE, iid, "DELIVERED", channel)
 
 

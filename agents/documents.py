@@ -15,7 +15,7 @@ import faust
 
 from adapters.storage import StorageError
 from agents.batching import Batch, Parked, park, run_batches
-from agents.routing import audit, event_context, guard_one, parse, publish, review
+from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
 from app import storage
 from app.fonts import fonts
 from app.logs import error_site, get_logger
@@ -81,7 +81,8 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
                                           invoiceNumber=invoice.invoiceNumber)
-    if entry.state in DONE and entry.documentKey:
+    reissue = header(event, REISSUE_HEADER)  # callbill replay --force-reissue: render and send again
+    if entry.state in DONE and entry.documentKey and not reissue:
         if entry.documentSource == source and entry.document:
             # redelivered: the document message may not have landed; same object, fresh link
             doc = DocumentStored.model_validate(entry.document)
@@ -111,8 +112,9 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     state = entry.state if entry.state is State.DELIVERED else State.DOCUMENTED
     put_entry(iid, entry.touched(utcnow(), state=state, reason=None, documentKey=key,
                                  document=doc.model_dump(mode="json"), documentSource=source))
-    await publish("callbill.documents", iid, doc, wait=False)
-    await audit(STAGE, iid, "DOCUMENTED", key)
+    await publish("callbill.documents", iid, doc, wait=False,
+                  headers={REISSUE_HEADER: reissue.encode()} if reissue else None)
+    await audit(STAGE, iid, "REISSUED" if reissue else "DOCUMENTED", key)
 
 
 async def document_one(event: faust.EventT, batch: Batch) -> None:

@@ -22,11 +22,12 @@ from pydantic import BaseModel, ValidationError
 from app.logs import error_site, get_logger
 from app.main import topics
 from app.writes import track
-from app.metrics import STAGE_LATENCY, STAGE_OUTCOMES
+from app.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES, TOPIC_OUT
 from schemas.errors import summary
 from schemas.events import AuditEvent, DeadLetter, ReviewItem
 
 log = get_logger("agents")
+REISSUE_HEADER = "callbill-reissue"  # set by `callbill replay --force-reissue` (app/replay.py)
 
 
 class Poison(Exception):
@@ -44,6 +45,7 @@ async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
     """
     fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode(),
                                    headers=headers)
+    TOPIC_OUT.labels(topic).inc()
     if wait:
         await fut
     return track(fut)
@@ -148,6 +150,7 @@ async def guarded(stage: str, stream: faust.StreamT,
 async def guard_one(stage: str, event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]],
                     transient: tuple[type[BaseException], ...] = ()) -> None:
     """Handle one event: Kafka trouble (and `transient` errors) retried, poison to the DLQ."""
+    STAGE_IN.labels(stage).inc()
     started = time.perf_counter()
     delay = 0.2
     while True:

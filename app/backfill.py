@@ -6,6 +6,8 @@ it again (or overlapping with live events) harmless.
 """
 from __future__ import annotations
 
+from app.kafka import client_kwargs  # noqa: E402
+
 import asyncio
 import sys
 from collections import Counter
@@ -101,7 +103,8 @@ def main(argv: list[str]) -> int:
         producer = None
         if not args.dry_run:
             await ensure_topics()
-            producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True)
+            producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                        **client_kwargs())
             await producer.start()
 
         async def send(key: str, value: bytes) -> None:

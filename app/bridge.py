@@ -5,6 +5,8 @@ the event and may retry. Errors name the field and the rule, never echo the inpu
 """
 from __future__ import annotations
 
+from app.kafka import client_kwargs  # noqa: E402
+
 import asyncio
 import hashlib
 import hmac
@@ -52,6 +54,7 @@ class EventProducer:
                     linger_ms=1,
                     request_timeout_ms=int(settings.bridge_ack_timeout * 1000),
                     client_id=f"{settings.app_id}-bridge",
+                    **client_kwargs(),
                 )
                 try:
                     await asyncio.wait_for(p.start(), settings.bridge_ack_timeout)

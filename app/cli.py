@@ -16,6 +16,9 @@ commands:
   topics                          list every topic callbill declares
   customers import FILE [--dry-run]   CSV or JSON lines -> crm.customers, row by row
   customers delete ID...          remove customers from the directory (tombstones)
+  review list|show|resubmit|dismiss   the review queue (through a worker's API)
+  trace INTERACTION_ID            an interaction's whole story from the ledger and the topics
+  replay --topic T --from X ...   re-publish a topic's messages into the pipeline at that stage
   post FILE... [--url URL]        sign and POST sample events to a running bridge
   backfill --since T [--until T]  ended conversations from the Genesys Analytics API into the pipeline
   demo                            push the samples through the real pipeline and report
@@ -42,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cmd == "post":
         return _post(rest)
+    if cmd == "review":
+        from app import review_cli
+
+        return review_cli.main(rest)
+    if cmd == "trace":
+        from app import trace
+
+        return trace.main(rest)
+    if cmd == "replay":
+        from app import replay
+
+        return replay.main(rest)
     if cmd == "customers":
         from app import customers_import
 

@@ -17,6 +17,8 @@ unless --dry-run), 2 the file (or the command line) is unusable, 3 Kafka unreach
 """
 from __future__ import annotations
 
+from app.kafka import client_kwargs  # noqa: E402
+
 import argparse
 import asyncio
 import csv
@@ -381,7 +383,7 @@ async def publish(customers: Iterable[Customer], bootstrap: str | None = None, d
             await asyncio.wait_for(ensure_topics(bootstrap), timeout)
         else:
             await asyncio.wait_for(_ensure_topic(bootstrap, topic), timeout)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client_kwargs())
         try:
             await asyncio.wait_for(producer.start(), timeout)
             for i in range(0, len(records), CHUNK):
@@ -416,7 +418,7 @@ async def _ensure_topic(bootstrap: str, topic: str) -> None:
 
     s = get_settings()
     spec = next(x for x in SPECS if x.name == "crm.customers")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):

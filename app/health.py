@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.bridge import producer
 from app.main import app
-from app.metrics import REGISTRY
+from app.metrics import REGISTRY, refresh_lag
 
 
 def worker_ready() -> bool:
@@ -39,4 +39,5 @@ class Live(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
+        refresh_lag(app)
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

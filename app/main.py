@@ -5,6 +5,8 @@ import faust
 
 from app import faust_fixes  # noqa: F401 - before the app exists: see the module
 from app import topics as topic_specs
+from app.auth import guard_stats
+from app.kafka import faust_credentials
 from app.logs import configure_logging
 from app.sensors import SendGuard, disable_commits
 from app.settings import get_settings
@@ -33,6 +35,7 @@ class CallbillApp(faust.App):
 app = CallbillApp(
     settings.app_id,
     broker=settings.broker_url,
+    broker_credentials=faust_credentials(),
     store=settings.store,
     datadir=str(settings.data_dir),
     topic_partitions=settings.topic_partitions,
@@ -47,7 +50,8 @@ app = CallbillApp(
     web_host=settings.web_host,
     # The built-in table pages would serve the customer directory to anyone.
     web_tables_enabled=False,
-    web_stats_enabled=False,
+    web_stats_enabled=settings.web_stats,  # behind the admin token (app/auth.py)
+    web_application_options={"middlewares": [guard_stats]},
     web_graph_enabled=False,
     web_router_enabled=False,
     web_metrics_enabled=False,
@@ -61,6 +65,6 @@ app.sensors.add(SendGuard(app))
 
 # Register agents and web views by plain import, not autodiscovery: autodiscovery turns
 # an import error into a warning and starts a worker without the agent.
-from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry  # noqa: E402,F401
-from tables import suppressions  # noqa: E402,F401
-from app import bridge, documents_web, health  # noqa: E402,F401
+from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry, review  # noqa: E402,F401
+from tables import reviews, suppressions  # noqa: E402,F401
+from app import admin, bridge, documents_web, health  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Prometheus metrics: counts and latencies, labelled by stage and outcome, never by person."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -30,3 +30,43 @@ EXTERNAL_LATENCY = Histogram(
 RETRY_PARKED = Counter(
     "callbill_retry_parked_total", "Items parked on callbill.retry by stage", ["stage"], registry=REGISTRY,
 )
+STAGE_IN = Counter(
+    "callbill_stage_events_in_total", "Messages taken by each stage", ["stage"], registry=REGISTRY,
+)
+TOPIC_OUT = Counter(
+    "callbill_topic_events_out_total", "Messages written by the stages, per topic", ["topic"], registry=REGISTRY,
+)
+END_TO_END = Histogram(
+    "callbill_end_to_end_seconds", "From the end of the call to the invoice handed to the customer's channel",
+    registry=REGISTRY, buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900, 3600),
+)
+CONSUMER_LAG = Gauge(
+    "callbill_consumer_lag", "Messages not yet read, per topic, on this worker's partitions", ["topic"],
+    registry=REGISTRY,
+)
+RETRY_DEPTH = Gauge(
+    "callbill_retry_depth", "Items waiting on callbill.retry (this worker's partitions)", registry=REGISTRY,
+)
+
+
+def refresh_lag(app) -> None:
+    """Consumer lag per topic (high water mark minus the next offset to read), at scrape time."""
+    try:
+        consumer = app.consumer
+        assignment = consumer.assignment()
+    except Exception:  # noqa: BLE001 - not started yet: nothing to report
+        return
+    lag: dict[str, int] = {}
+    for tp in assignment:
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - partition not fetched yet
+            continue
+        if high is None:
+            continue
+        read = consumer._read_offset.get(tp)
+        behind = max(0, high - (read + 1 if read is not None else 0))
+        lag[tp.topic] = lag.get(tp.topic, 0) + behind
+    for topic, n in lag.items():
+        CONSUMER_LAG.labels(topic).set(n)
+    RETRY_DEPTH.set(sum(n for t, n in lag.items() if t.endswith("callbill.retry")))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,13 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka and the Faust app -------------------------------------------------
+    env: Literal["development", "production"] = Field("development", description="production refuses unsafe settings at start-up: replication below 3, the memory store, missing secrets, Kafka without TLS.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field("PLAINTEXT", description="How every callbill Kafka client connects (SASL_SSL for a managed cluster).")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism (with SASL_SSL or SASL_PLAINTEXT).")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (an API key on managed clusters).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (an API secret on managed clusters).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for the brokers' certificates (unset: the system's trusted CAs).")
     app_id: str = Field("callbill", description="Faust app id: the consumer group and the prefix of table changelogs.")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates tests and tenants sharing a cluster).")
     topic_partitions: int = Field(8, ge=1, description="Partitions of the pipeline topics (the unit of parallelism).")
@@ -31,6 +37,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="Port of the worker's web server (bridge, health, metrics).")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to.")
     log_level: str = Field("info", description="Log level of the worker.")
+    web_stats: bool = Field(False, description="Serve Faust's stats pages (/ and /assignment/) behind CALLBILL_ADMIN_TOKEN.")
 
     # --- Bridge ------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(None, description="Shared secret for X-Callbill-Signature HMAC or Bearer auth. Unset: the bridge refuses every event (401).")
@@ -147,6 +154,30 @@ class Settings(BaseSettings):
             except Exception:  # noqa: BLE001 - any failure means the name is unusable
                 raise ValueError(f"CALLBILL_DEFAULT_TIMEZONE {v!r} is not an IANA timezone name") from None
         return v or None
+
+    @model_validator(mode="after")
+    def _safe(self) -> "Settings":
+        problems = []
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            problems.append("CALLBILL_KAFKA_SECURITY_PROTOCOL=SASL_* needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD")
+        if self.env == "production":
+            if self.topic_replication < 3:
+                problems.append(f"CALLBILL_TOPIC_REPLICATION={self.topic_replication}: production needs 3 or more "
+                                "(one broker lost must lose nothing)")
+            if not self.store.startswith("rocksdb://"):
+                problems.append("CALLBILL_STORE must be rocksdb:// in production (memory:// rebuilds every table "
+                                "from its changelog at each start)")
+            for name in ("webhook_secret", "admin_token", "link_secret"):
+                if not getattr(self, name):
+                    problems.append(f"CALLBILL_{name.upper()} is required in production")
+            if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+                problems.append(f"CALLBILL_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}: production "
+                                "needs SSL or SASL_SSL (credentials and invoices must not cross the network in clear)")
+            if self.public_url.startswith("http://"):
+                problems.append("CALLBILL_PUBLIC_URL must be https:// in production (links carry signatures)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def link_key(self) -> bytes:

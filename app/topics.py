@@ -33,6 +33,8 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("callbill.documents", "stored invoice PDFs and their links", 90 * DAY),
     TopicSpec("callbill.deliveries", "delivery outcomes", 90 * DAY),
     TopicSpec("callbill.review", "items that need a person, with the reason", 90 * DAY),
+    TopicSpec("callbill.reviews", "the review queue: one record per interaction (key interactionId)", compacted=True),
+    TopicSpec("callbill.review-actions", "operators' resubmit and dismiss decisions", 365 * DAY),
     TopicSpec("callbill.audit", "every decision of every stage (no personal data)", 365 * DAY),
     TopicSpec("callbill.postal", "print jobs for the postal vendor", 30 * DAY),
     TopicSpec("callbill.retry", "work parked after its retry budget ran out", 14 * DAY),
@@ -57,7 +59,9 @@ async def ensure_topics(bootstrap: str | None = None) -> list[str]:
     from aiokafka.errors import TopicAlreadyExistsError
 
     s = get_settings()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or s.kafka_bootstrap)
+    from app.kafka import client_kwargs
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or s.kafka_bootstrap, **client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -42,6 +42,7 @@ class LedgerEntry(BaseModel):
     deliveryIntent: dict | None = None
     delivery: dict | None = None
     softBounces: int = 0
+    reissued: list[str] = []  # replay runs (--force-reissue) whose new delivery attempt was opened
     # the "Processing Received" acknowledgement, under the same rule
     ackIntent: dict | None = None
     ack: dict | None = None

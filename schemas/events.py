@@ -78,3 +78,34 @@ class RetryItem(BaseModel):
     reason: str
     payload: dict[str, Any]
     time: AwareDatetime = Field(default_factory=utcnow)
+
+
+class ReviewRecord(BaseModel):
+    """The review queue's item for one interaction (compacted callbill.reviews, key iid).
+
+    Personal data stays out: the reason, the stage and the detail written by the stage
+    (which names fields, never values), the age, and who acted.
+    """
+
+    interactionId: str
+    stage: str
+    reason: str
+    detail: str | None = None
+    status: Literal["OPEN", "RESUBMITTED", "DISMISSED"] = "OPEN"
+    openedAt: AwareDatetime
+    updatedAt: AwareDatetime
+    count: int = 1  # how many times a stage sent it to review
+    actor: str | None = None  # who resubmitted or dismissed it
+    note: str | None = None  # the reviewer's note (dismissals)
+    interaction: dict[str, Any] | None = None  # what a resubmit sends back (intake, billing)
+
+
+class ReviewAction(BaseModel):
+    """An operator's decision on callbill.review-actions (key iid), applied by agents/review.py."""
+
+    interactionId: str
+    action: Literal["resubmit", "dismiss"]
+    actor: str = Field(min_length=1, max_length=100)
+    note: str | None = Field(None, max_length=1000)
+    customerId: str | None = Field(None, max_length=128)  # MISSING_CUSTOMER: the customer to bill
+    time: AwareDatetime = Field(default_factory=utcnow)

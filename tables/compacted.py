@@ -7,6 +7,8 @@ plain consumer with no group that reads the topic from the start and keeps follo
 """
 from __future__ import annotations
 
+from app.kafka import client_kwargs  # noqa: E402
+
 import asyncio
 
 import faust
@@ -41,7 +43,8 @@ class CompactedView:
 async def follow(service: faust.Service, view: CompactedView, topic_base: str) -> None:
     topic = topic_name(topic_base)
     while not service.should_stop:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                    **client_kwargs())
         try:
             await consumer.start()
             tps = await assign_from_start(consumer, topic)

@@ -1,0 +1,26 @@
+# callbill worker image. Build: docker build -t callbill .
+# Run (production): docker run --env-file deploy/production.env -e CALLBILL_..._SECRET=… \
+#   -v callbill-data:/data -p 6066:6066 callbill
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY agents ./agents
+COPY tables ./tables
+COPY schemas ./schemas
+COPY domain ./domain
+COPY adapters ./adapters
+COPY bench ./bench
+COPY samples/rate-card.yaml ./samples/rate-card.yaml
+RUN pip install ".[rocksdb]" \
+    && useradd --system --uid 10001 --home /data callbill \
+    && mkdir -p /data && chown callbill /data
+
+USER callbill
+VOLUME /data
+ENV CALLBILL_DATA_DIR=/data CALLBILL_STORE=rocksdb:// CALLBILL_WEB_HOST=0.0.0.0
+EXPOSE 6066
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:6066/health/live', timeout=2).status == 200 else 1)"
+CMD ["callbill", "worker"]

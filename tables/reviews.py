@@ -1,0 +1,77 @@
+"""The review queue: a table on the workers that own each interaction, and a view on every worker.
+
+`reviews` (a Faust table, co-partitioned with the ledger) is what the review agents read
+and write; each change is also published whole to the compacted `callbill.reviews`
+topic, which every worker follows (tables/compacted.py), so any worker's web page and
+API can list the whole queue.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import faust
+from pydantic import ValidationError
+
+from app.logs import get_logger
+from app.main import app, settings
+from schemas.events import ReviewRecord
+from tables.compacted import CompactedView, follow
+
+log = get_logger("reviews")
+
+reviews = app.Table("reviews", key_type=str, default=None, partitions=settings.topic_partitions,
+                    help="interactionId -> review record")
+
+
+def get_review(iid: str) -> ReviewRecord | None:
+    raw = reviews.get(iid)
+    return ReviewRecord.model_validate(raw) if raw else None
+
+
+def put_review(record: ReviewRecord) -> None:
+    reviews[record.interactionId] = record.model_dump(mode="json")
+
+
+class ReviewQueue(CompactedView):
+    name = "review-queue"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, ReviewRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.items.pop(key, None)
+            return
+        try:
+            self.items[key] = ReviewRecord.model_validate_json(value)
+        except ValidationError:
+            log.warning("unreadable review record skipped", extra={"stage": "reviews"})
+
+    def select(self, status: str | None = "OPEN", reason: str | None = None, stage: str | None = None,
+               min_age: float | None = None, now: datetime | None = None) -> list[ReviewRecord]:
+        """Oldest first. `reason` matches a prefix (PENDING_REVIEW matches PENDING_REVIEW:BOUNCED)."""
+        out = []
+        for r in self.items.values():
+            if status and r.status != status:
+                continue
+            if reason and not r.reason.startswith(reason):
+                continue
+            if stage and r.stage != stage:
+                continue
+            if min_age is not None and now is not None and (now - r.openedAt).total_seconds() < min_age:
+                continue
+            out.append(r)
+        return sorted(out, key=lambda r: r.openedAt)
+
+
+review_queue = ReviewQueue()
+
+
+@app.service
+class ReviewQueueFollower(faust.Service):
+    async def on_start(self) -> None:
+        self.add_future(follow(self, review_queue, "callbill.reviews"))

@@ -1,0 +1,91 @@
+"""The documented production configuration loads, and unsafe combinations are refused."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import faust
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SECRETS = {"CALLBILL_KAFKA_SASL_PASSWORD": "kafka-pw-123", "CALLBILL_WEBHOOK_SECRET": "hook-secret-123",
+           "CALLBILL_ADMIN_TOKEN": "admin-token-123", "CALLBILL_LINK_SECRET": "link-secret-123",
+           "CALLBILL_ERP_TOKEN": "erp-token-123", "CALLBILL_SMTP_PASSWORD": "smtp-pw-123"}
+
+
+def production_env() -> dict[str, str]:
+    env = {}
+    for line in (REPO / "deploy" / "production.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            env[k] = v
+    return env
+
+
+def load(monkeypatch, env: dict[str, str]) -> Settings:
+    for k in [k for k in os.environ if k.startswith("CALLBILL_")]:
+        monkeypatch.delenv(k)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return Settings(_env_file=None)
+
+
+def test_the_documented_production_configuration_loads(monkeypatch):
+    s = load(monkeypatch, {**production_env(), **SECRETS})
+    assert s.env == "production" and s.topic_replication == 3 and s.store == "rocksdb://"
+    monkeypatch.setattr("app.kafka.get_settings", lambda: s)
+    from app.kafka import client_kwargs, faust_credentials
+
+    kw = client_kwargs()
+    assert kw["security_protocol"] == "SASL_SSL" and kw["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kw["sasl_plain_username"] == "callbill" and kw["ssl_context"] is not None
+    creds = faust_credentials()
+    assert isinstance(creds, faust.SASLCredentials) and creds.mechanism.value == "SCRAM-SHA-512"
+    assert "kafka-pw-123" not in repr(s)  # secrets stay out of reprs and logs
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"CALLBILL_TOPIC_REPLICATION": "1"}, "CALLBILL_TOPIC_REPLICATION=1"),
+    ({"CALLBILL_STORE": "memory://"}, "CALLBILL_STORE must be rocksdb://"),
+    ({"CALLBILL_WEBHOOK_SECRET": ""}, "CALLBILL_WEBHOOK_SECRET is required"),
+    ({"CALLBILL_ADMIN_TOKEN": ""}, "CALLBILL_ADMIN_TOKEN is required"),
+    ({"CALLBILL_LINK_SECRET": ""}, "CALLBILL_LINK_SECRET is required"),
+    ({"CALLBILL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "needs SSL or SASL_SSL"),
+    ({"CALLBILL_KAFKA_SASL_PASSWORD": ""}, "needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD"),
+    ({"CALLBILL_PUBLIC_URL": "http://billing.example.com"}, "must be https://"),
+])
+def test_unsafe_production_settings_are_refused(monkeypatch, change, named):
+    env = {**production_env(), **SECRETS, **change}
+    with pytest.raises(ValidationError) as e:
+        load(monkeypatch, {k: v for k, v in env.items() if v != ""})
+    assert named in str(e.value)
+    for secret in SECRETS.values():
+        assert secret not in str(e.value)
+
+
+def test_development_defaults_stay_easy(monkeypatch):
+    s = load(monkeypatch, {})
+    assert s.env == "development" and s.topic_replication == 1 and s.kafka_security_protocol == "PLAINTEXT"
+
+
+def test_the_worker_refuses_to_start_with_a_clear_error():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBILL_")}
+    env.update({**production_env(), "CALLBILL_TOPIC_REPLICATION": "1", "CALLBILL_ADMIN_TOKEN": "admin-token-123"})
+    r = subprocess.run([sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert "CALLBILL_TOPIC_REPLICATION=1" in r.stderr and "CALLBILL_WEBHOOK_SECRET is required" in r.stderr
+    assert "admin-token-123" not in r.stderr
+
+
+def test_the_dockerfile_copies_what_exists():
+    text = (REPO / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY (\S+)", text, re.M):
+        assert (REPO / src).exists(), src
+    assert "USER callbill" in text and "VOLUME /data" in text and 'CMD ["callbill", "worker"]' in text
