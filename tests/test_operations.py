@@ -222,3 +222,7 @@ def test_replaying_a_whole_day_sends_nothing_twice(make_worker, kafka_bootstrap,
     assert out.returncode == 0 and "replayed 2" in out.stdout and "DELIVERED 2" in out.stdout, out.stdout
     assert wait_for(lambda: len(mail_sink.messages()) == n + 2, 30)
     assert len(read_json(kafka_bootstrap, w.topic("callbill.invoices"), timeout=5)) == n  # no new invoice
+    log = w.log_path.read_text(errors="replace")  # an end-to-end run through the bridge: nothing personal logged
+    assert '"interactionId": "day-0"' in log or '"interactionId":"day-0"' in log
+    for secret in ("r@example.com", "Jane Doe", "Springfield", ADMIN):
+        assert secret not in log, secret
