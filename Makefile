@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CALLBILL := $(VENV)/bin/callbill
 
-.PHONY: demo test unit up down status bench install clean
+.PHONY: demo test unit up down status bench bench-e2e bench-scale chaos install clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "callbill needs Python 3.11+"'
@@ -37,6 +37,15 @@ bench: install           ## throughput beside raw aiokafka ceilings; results in 
 	$(PY) -m bench.ingest
 	$(PY) -m bench.billing
 	$(PY) -m bench.documents
+
+bench-e2e: install       ## 20,000 interactions through the whole pipeline, 1 and 2 workers, and 100/s
+	$(PY) -m bench.e2e
+
+bench-scale: install     ## the ledger with 1,000,000 interactions on RocksDB: RSS, lookups/s, recovery
+	$(PY) -m bench.scale
+
+chaos: install           ## 5,000 interactions with kills, a broker restart, ERP/S3/SMTP outages; then checks
+	$(PY) -m bench.chaos
 
 clean:
 	-$(CALLBILL) dev down

@@ -66,10 +66,22 @@ class EventProducer:
 
     async def send(self, key: str, value: bytes) -> None:
         producer = await self._get()
-        await asyncio.wait_for(
-            producer.send_and_wait(topic_name("genesys.events"), value=value, key=key.encode()),
-            settings.bridge_ack_timeout,
-        )
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topic_name("genesys.events"), value=value, key=key.encode()),
+                settings.bridge_ack_timeout,
+            )
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            # After a broker restart an idempotent producer can stay stuck (its producer id
+            # and sequence numbers no longer match): start afresh with the next request.
+            await self._discard(producer)
+            raise
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        async with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        asyncio.get_running_loop().create_task(_quiet_stop(producer))
 
     async def broker_reachable(self) -> bool:
         try:

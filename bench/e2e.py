@@ -1,0 +1,294 @@
+"""End to end: interactions through the bridge into the whole pipeline on the local stack.
+
+    python -m bench.e2e            (make bench-e2e)
+
+The reference ERP at 20 ms, SeaweedFS with SigV4, and an SMTP server (aiosmtpd) in this
+process. A realistic mix: 10 % duplicates (posted again later), 5 % not billable, 2 %
+without a customer (review), 3 % "No Email" customers (postal jobs); the rest are invoiced
+and mailed. Measured, for 1 and 2 workers:
+
+- sustained invoices/s (delivered invoices over the time from the first accept to the
+  last delivery) and latency from the bridge's 202 to the invoice handed to the SMTP
+  server (or the postal topic): p50 / p95 / p99;
+- worker CPU seconds and peak RSS;
+- the same at a fixed offered load (BENCH_E2E_RATE, 100 interactions/s), where latency
+  rather than throughput is the point;
+- in the same run, the ceilings: raw aiokafka consume → produce on the same broker, and
+  PDF renders/s on one core; the ratios are printed;
+- a PII scan: no customer name in any subject or header, no name, address or phone in any
+  log line or metric, no unmasked card number anywhere.
+
+Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker), BENCH_E2E_EVENTS (20000),
+BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_WORKERS ("1,2").
+Results: bench/results/e2e-<time>.json.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
+
+from app.reference_erp import ReferenceErp  # noqa: E402
+from app.smtp_sink import SmtpSink  # noqa: E402
+from app.topics import assign_from_start  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 20_000))
+FIXED_EVENTS = int(os.environ.get("BENCH_E2E_FIXED_EVENTS", 3_000))
+RATE = float(os.environ.get("BENCH_E2E_RATE", 100))
+WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
+PARTITIONS = 8
+CARD = re.compile(r"\b(?:\d[ -]?){15}\d\b")
+
+
+def customers() -> list[dict]:
+    out = []
+    for i in range(97):
+        out.append({"customerId": f"C-{i:03d}", "name": f"Customer Person{i:03d}", "email": f"person{i:03d}@example.com",
+                    "phone": "+13125550100", "timezone": "America/Chicago", "currency": "USD",
+                    "postalAddress": {"line1": f"{i} Benchmark Road", "city": "Springfield", "region": "IL",
+                                      "postalCode": "62701", "country": "US"}})
+    for i in range(3):
+        out.append({"customerId": f"N-{i:03d}", "name": f"Letter Person{i:03d}", "email": f"letter{i:03d}@example.com",
+                    "timezone": "Europe/Berlin", "currency": "EUR",
+                    "postalAddress": {"line1": f"Hauptstrasse {i}", "city": "Berlin", "postalCode": "10115",
+                                      "country": "DE"},
+                    "preferences": {"transactionalEmail": False, "sms": False, "postal": True}})
+    return out
+
+
+def workload(n: int, run: str) -> tuple[list[dict], set[str]]:
+    """The bodies to post, in order, and the interactions that must end up delivered."""
+    bodies, delivered = [], set()
+    fresh = int(n / 1.1)  # 10 % of the posts repeat an earlier interaction
+    for i in range(fresh):
+        iid = f"{run}-{i:06d}"
+        kind = i % 100
+        body = {"interactionId": iid, "timestamp": "2026-11-24T22:15:00Z", "durationSeconds": 60 + i % 900,
+                "agentName": "Alex Agent", "serviceType": "Consultation Service - Level 2",
+                "billingCode": "Billable Service"}
+        if kind < 5:
+            body["billingCode"] = "Courtesy Call"  # not billable
+            body["customerId"] = f"C-{i % 97:03d}"
+        elif kind < 7:
+            body["customerId"] = None  # review: MISSING_CUSTOMER
+        elif kind < 10:
+            body["customerId"] = f"N-{i % 3:03d}"  # No Email: postal
+            delivered.add(iid)
+        else:
+            body["customerId"] = f"C-{i % 97:03d}"
+            delivered.add(iid)
+        bodies.append(body)
+        if i % 10 == 9 and len(bodies) < n:
+            bodies.append(dict(bodies[i - 5 if i >= 5 else 0]))  # a duplicate, a few posts later
+    return bodies[:n], delivered
+
+
+async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> dict[str, float]:
+    """POST every body (spread over the workers' bridges); the first 202 time per interaction."""
+    accepted: dict[str, float] = {}
+    sem = asyncio.Semaphore(50)
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
+        async def one(i: int, body: dict) -> None:
+            if rate:
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            raw = json.dumps(body).encode()
+            async with sem:
+                for _ in range(20):
+                    r = await client.post(urls[i % len(urls)] + "/genesys/webhook", content=raw, headers={
+                        "Content-Type": "application/json", "X-Callbill-Signature": sign(raw, SECRET)})
+                    if r.status_code != 503:
+                        break
+                    await asyncio.sleep(1)
+            assert r.status_code == 202, (r.status_code, r.text)
+            accepted.setdefault(body["interactionId"], time.time())
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+    return accepted
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float, peak: dict, pids: list[int]) -> dict:
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    got: dict[str, dict] = {}
+    try:
+        await assign_from_start(c, topic, wait=60)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not want <= set(got):
+            for msgs in (await c.getmany(timeout_ms=1000)).values():
+                for m in msgs:
+                    d = json.loads(m.value)
+                    if d.get("kind", "invoice") == "invoice":
+                        got.setdefault(d["interactionId"], d)
+            for pid in pids:
+                peak[pid] = max(peak.get(pid, 0.0), rss_mib(pid))
+    finally:
+        await c.stop()
+    return got
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, rate: float | None,
+                   sink: SmtpSink, label: str) -> dict:
+    run = f"{label}{int(time.time()) % 100000}"
+    ws = [Worker(bootstrap=bootstrap, tmp=tmp, partitions=PARTITIONS, extra_env=env) for _ in range(workers)]
+    for w in ws[1:]:
+        w.app_id, w.prefix = ws[0].app_id, ws[0].prefix
+        w.log_path = tmp / f"{w.app_id}-{w.port}.log"
+    w0 = ws[0]
+    await asyncio.to_thread(create_topics, bootstrap, w0.prefix, PARTITIONS)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await p.start()
+    for cust in customers():
+        await p.send_and_wait(w0.topic("crm.customers"), json.dumps(cust).encode(), key=cust["customerId"].encode())
+    await p.stop()
+    for w in ws:
+        w.extra_env = {**env, "CALLBILL_DATA_DIR": str(tmp / f"{w.app_id}-{w.port}-data")}
+        await asyncio.to_thread(w.start, 180)
+    await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle
+    pids = [w.proc.pid for w in ws]
+    cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+    bodies, want = workload(n, run)
+    sink.clear()
+    t0 = time.time()
+    poster = asyncio.create_task(post_all([w.url for w in ws], bodies, rate))
+    peak: dict[int, float] = {}
+    got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600, peak, pids)
+    accepted = await poster
+    cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
+    metrics = httpx.get(w0.url + "/metrics", timeout=10).text
+    for w in ws:
+        w.stop()
+    lat = [datetime.fromisoformat(d["time"]).timestamp() - accepted[i] for i, d in got.items() if i in accepted]
+    last = max(datetime.fromisoformat(d["time"]).timestamp() for d in got.values()) if got else t0
+    span = last - min(accepted.values())
+    channels = Counter(d["channel"] for d in got.values())
+    logs = "".join(w.log_path.read_text(errors="replace") for w in ws)
+    return {
+        "workers": workers, "posted": len(bodies), "offered_rate": rate, "expected_deliveries": len(want),
+        "delivered": len(set(got) & want), "unexpected_deliveries": len(set(got) - want), "channels": dict(channels),
+        "seconds": round(span, 1), "invoices_per_second": round(len(got) / span, 2) if span > 0 else None,
+        "latency_seconds": {"p50": round(pct(lat, 50), 3), "p95": round(pct(lat, 95), 3), "p99": round(pct(lat, 99), 3),
+                            "mean": round(statistics.fmean(lat), 3) if lat else None},
+        "worker_cpu_seconds": list(cpu.values()), "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
+        "pii": pii_scan(sink, logs, metrics),
+    }
+
+
+def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
+    """What must never leave: names in subjects or headers; names, addresses, phones in logs
+    or metrics; an unmasked card number anywhere."""
+    problems = Counter()
+    for m in sink.messages():
+        head = "".join(f"{k}: {v}\n" for k, v in m.items())
+        if "Person" in head:
+            problems["name in a header or subject"] += 1
+        if CARD.search(m.as_string()):
+            problems["card number in an email"] += 1
+    for text, where in ((logs, "log"), (metrics, "metrics")):
+        for needle in ("Person", "@example.com", "Benchmark Road", "Hauptstrasse", "5550100", "Alex Agent"):
+            if needle in text:
+                problems[f"{needle!r} in {where}"] += 1
+        if CARD.search(text):
+            problems[f"card number in {where}"] += 1
+    return {"emails_scanned": len(sink.messages()), "problems": dict(problems)}
+
+
+async def main() -> int:
+    from app.devstack import LocalKafka, LocalS3
+    from bench.documents import render_rate
+    from bench.ingest import raw_pass_through
+    from test_documents import s3_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="callbill-e2e-"))
+    bootstrap = os.environ.get("CALLBILL_KAFKA_BOOTSTRAP")
+    kafka = None
+    if not bootstrap:
+        kafka = LocalKafka(tmp / "kafka", port=free_port(), controller_port=free_port())
+        await asyncio.to_thread(kafka.start)
+        bootstrap = kafka.bootstrap
+    s3 = LocalS3(tmp / "s3", port=s3_port())
+    await asyncio.to_thread(s3.start)
+    erp = ReferenceErp(token="bench-token", latency_ms=20).start()
+    sink = SmtpSink(tmp / "mail").start()
+    env = {"CALLBILL_LOG_LEVEL": "info", "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "bench-token",
+           "CALLBILL_STORAGE_URL": f"s3://{s3.bucket}/e2e", "CALLBILL_S3_ENDPOINT_URL": s3.endpoint_url,
+           "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+           "CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{sink.port}", "CALLBILL_PUBLIC_URL": "https://billing.example.com"}
+    results: dict = {"runs": []}
+    try:
+        print("ceilings: raw aiokafka pass-through, PDF renders on one core …", flush=True)
+        results["raw_pass_through"] = await raw_pass_through(bootstrap, 20_000)
+        results["render_one_core"] = render_rate(100)
+        print(f"  {results['raw_pass_through']}\n  {results['render_one_core']}", flush=True)
+        for workers in WORKERS:
+            print(f"{EVENTS:,} interactions as fast as the bridge takes them, {workers} worker(s) …", flush=True)
+            r = await run_once(bootstrap, tmp, env, workers, EVENTS, None, sink, f"w{workers}-")
+            print(f"  {json.dumps(r)}", flush=True)
+            results["runs"].append(r)
+        print(f"{FIXED_EVENTS:,} interactions at a fixed {RATE:g}/s, 1 worker …", flush=True)
+        r = await run_once(bootstrap, tmp, env, 1, FIXED_EVENTS, RATE, sink, "fixed-")
+        print(f"  {json.dumps(r)}", flush=True)
+        results["runs"].append(r)
+    finally:
+        sink.stop()
+        erp.stop()
+        await asyncio.to_thread(s3.stop)
+        if kafka:
+            await asyncio.to_thread(kafka.stop)
+    raw = results["raw_pass_through"]["per_second"]
+    render = results["render_one_core"]["per_second_one_core"]
+    results["ratios"] = [{"workers": r["workers"], "offered_rate": r["offered_rate"],
+                          "vs_raw_pass_through": round((r["invoices_per_second"] or 0) / raw, 4),
+                          "vs_pdf_renders_one_core": round((r["invoices_per_second"] or 0) / render, 2)}
+                         for r in results["runs"]]
+    results.update({"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "platform": platform.platform()},
+                    "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE, "partitions": PARTITIONS,
+                               "erp_latency_ms": 20}})
+    print("ratios", json.dumps(results["ratios"]))
+    out = ROOT / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
