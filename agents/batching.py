@@ -16,7 +16,7 @@ from datetime import timedelta
 import faust
 from pydantic import BaseModel
 
-from agents.routing import audit, header, publish
+from agents.routing import all_sent, audit, header, publish
 from app.logs import get_logger
 from app.main import settings
 from app.metrics import RETRY_PARKED
@@ -63,15 +63,7 @@ class Batch:
             self.resumed()
 
     async def sent(self) -> None:
-        """Every write of the batch acknowledged by Kafka (acks=all). A failure means the
-        producer gave up: the send guard (app/sensors.py) stops the worker before any
-        commit, so the batch is redelivered; never ack it."""
-        results = await asyncio.gather(*self.sends, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.error("outputs not acknowledged; waiting for the worker to stop",
-                      extra={"stage": self.stage, "reason": type(failed[0]).__name__})
-            await asyncio.Event().wait()
+        await all_sent(self.stage, self.sends)
 
 
 @dataclass
