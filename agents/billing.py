@@ -105,7 +105,8 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
         if entry.billingSource == source and invoice is not None:
             # this very message again (crash or rebalance): its invoice may not have landed
             await publish("callbill.invoices", iid, invoice, wait=False)
-            await audit(STAGE, iid, "REPUBLISHED", f"invoice {invoice.invoiceNumber}")
+            # the same decision again: its first audit record may have been lost with the crash
+            await audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber} (republished after a restart)")
         else:
             await audit(STAGE, iid, "ALREADY_BILLED", f"invoice {entry.invoiceNumber}")
         return

@@ -87,7 +87,8 @@ async def document(event: faust.EventT, batch: Batch) -> None:
             # redelivered: the document message may not have landed; same object, fresh link
             doc = DocumentStored.model_validate(entry.document)
             await publish("callbill.documents", iid, await stored(invoice, doc.key, doc.sha256, doc.size), wait=False)
-            await audit(STAGE, iid, "REPUBLISHED", f"document {doc.key}")
+            # the same decision again: its first audit record may have been lost with the crash
+            await audit(STAGE, iid, "DOCUMENTED", f"{doc.key} (republished after a restart)")
         else:
             await audit(STAGE, iid, "ALREADY_DOCUMENTED", entry.documentKey)
         return

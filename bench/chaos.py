@@ -179,7 +179,10 @@ def check(bootstrap: str, w: Worker, erp: ReferenceErp, sink: SmtpSink, n: int, 
         if want <= settled:
             break
         time.sleep(5)
-    audit = read_json(bootstrap, w.topic("callbill.audit"), timeout=30)
+    # the whole audit topic (thousands of records): read until nothing new for a while
+    audit = read_json(bootstrap, w.topic("callbill.audit"), timeout=180,
+                      until=lambda m: len({(a["interactionId"], a["stage"]) for a in m
+                                           if a["stage"] in ("delivery",) and a["outcome"] == "DELIVERED"}) >= len(delivered))
     story: dict[str, set[str]] = defaultdict(set)
     for a in audit:
         story[a["interactionId"]].add(f"{a['stage']}:{a['outcome']}")
