@@ -125,7 +125,7 @@ def start_worker(w: Worker, timeout: float) -> float:
 async def main_async(bootstrap: str, tmp: Path) -> dict:
     w = Worker(bootstrap=bootstrap, tmp=tmp, partitions=PARTITIONS, extra_env={
         "CALLBILL_STORE": "rocksdb://", "CALLBILL_LOG_LEVEL": "warn", "CALLBILL_ACK_AFTER_SECONDS": "0"})
-    create_topics(bootstrap, w.prefix, PARTITIONS)
+    await asyncio.to_thread(create_topics, bootstrap, w.prefix, PARTITIONS)
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -138,7 +138,7 @@ async def main_async(bootstrap: str, tmp: Path) -> dict:
     print(f"  {fill:.1f} s", flush=True)
 
     print("worker on an empty RocksDB directory: recovering the ledger from its changelog …", flush=True)
-    recover_cold = start_worker(w, 1800)
+    recover_cold = await asyncio.to_thread(start_worker, w, 1800)
     rss_recovered = rss_mib(w.proc.pid)
     print(f"  ready after {recover_cold:.1f} s, RSS {rss_recovered} MiB", flush=True)
 
@@ -157,7 +157,7 @@ async def main_async(bootstrap: str, tmp: Path) -> dict:
 
     w.stop()
     print("restart on the same RocksDB files …", flush=True)
-    recover_warm = start_worker(w, 1800)
+    recover_warm = await asyncio.to_thread(start_worker, w, 1800)
     print(f"  ready after {recover_warm:.1f} s", flush=True)
     w.stop()
 
