@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
 
 from app.reference_erp import ReferenceErp  # noqa: E402
+from bench.proc import cpu_seconds, rss_mib  # noqa: E402
 from app.smtp_sink import SmtpSink  # noqa: E402
 from app.topics import assign_from_start  # noqa: E402
 
@@ -123,18 +124,6 @@ async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> d
             accepted.setdefault(body["interactionId"], time.time())
         await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
     return accepted
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float, peak: dict, pids: list[int]) -> dict:

@@ -34,18 +34,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kafka_harness import Worker, create_topics, free_port, read_topic  # noqa: E402
 
 from app.trace import partition_for  # noqa: E402
+from bench.proc import rss_mib  # noqa: E402
 from bench.ingest import raw_pass_through  # noqa: E402
 
 ENTRIES = int(os.environ.get("BENCH_SCALE_ENTRIES", 1_000_000))
 LOOKUPS = int(os.environ.get("BENCH_SCALE_LOOKUPS", 20_000))
 PARTITIONS = 8
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def entry(i: int) -> bytes:
