@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "callbill needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,rocksdb]'
+	$(PY) -m pip install -q -e '.[test,rocksdb,bench]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -16,7 +16,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,8 @@ def iso_z(dt: datetime) -> str:
         raise ValueError("datetime must be timezone-aware")
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
+
+OnStart = Callable[[], Awaitable[None]] | None  # awaited right before a send leaves
 
 class GenesysError(Exception):
     """A Genesys call that failed for good. Carries the endpoint template, never ids or secrets."""
@@ -221,29 +223,33 @@ class GenesysClient:
     # -- sending (agentless email and SMS) ---------------------------------------------
 
     async def send_agentless_email(self, from_email: str, from_name: str | None, to_email: str,
-                                   subject: str, text: str, html: str) -> dict[str, Any]:
+                                   subject: str, text: str, html: str, on_start: OnStart = None) -> dict[str, Any]:
         """One recipient per send (the API supports one), `senderType: Outbound`."""
         if len(subject) > EMAIL_SUBJECT_MAX:
             raise ValueError(f"subject longer than {EMAIL_SUBJECT_MAX} characters")
         body = {"senderType": "Outbound",
                 "fromAddress": {"email": from_email, **({"name": from_name} if from_name else {})},
                 "toAddresses": [{"email": to_email}], "subject": subject, "textBody": text, "htmlBody": html}
-        return await self._send_once(AGENTLESS_EMAIL, body)
+        return await self._send_once(AGENTLESS_EMAIL, body, on_start)
 
-    async def send_agentless_sms(self, from_address: str, to_e164: str, text: str) -> dict[str, Any]:
+    async def send_agentless_sms(self, from_address: str, to_e164: str, text: str,
+                                 on_start: OnStart = None) -> dict[str, Any]:
         if len(text) > SMS_TEXT_MAX:
             raise ValueError(f"SMS text longer than {SMS_TEXT_MAX} characters")
         body = {"fromAddress": from_address, "toAddress": to_e164, "toAddressMessengerType": "sms",
                 "textBody": text}
-        return await self._send_once(AGENTLESS_MESSAGE, body)
+        return await self._send_once(AGENTLESS_MESSAGE, body, on_start)
 
-    async def _send_once(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _send_once(self, endpoint: str, body: dict[str, Any], on_start: OnStart = None) -> dict[str, Any]:
         """POST a send. Retried only while the platform surely did nothing (429, 503, a
-        refused connection); a lost answer or another 5xx is SendUnconfirmed, never resent."""
+        refused connection); a lost answer or another 5xx is SendUnconfirmed, never resent.
+        `on_start` is awaited once the rate limit lets the send go (the caller's intent)."""
         deadline = time.monotonic() + self.max_total_seconds
         url = self.api_url + endpoint
         if self.limiter is not None:
             await self.limiter.acquire()
+        if on_start is not None:
+            await on_start()
         fresh, attempt = False, 0
         while True:
             try:

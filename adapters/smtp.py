@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -87,12 +88,20 @@ class SmtpTransport:
             raise SendRetryable(f"smtp unreachable ({type(e).__name__})") from None
         return client
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> str:
-        """Send to exactly one recipient; returns the server's queue id."""
+    async def send(self, message: EmailMessage, sender: str, recipient: str,
+                   on_start: Callable[[], Awaitable[None]] | None = None) -> str:
+        """Send to exactly one recipient; returns the server's queue id. `on_start` is awaited
+        once a connection is held, right before the message goes out (the caller's intent record)."""
         async with self._slots:
             client = await self._connected()
             keep = False
             try:
+                if on_start is not None:
+                    try:
+                        await on_start()
+                    except BaseException:
+                        keep = True
+                        raise
                 _errors, reply = await client.send_message(message, sender=sender, recipients=[recipient])
                 keep = True
             except aiosmtplib.SMTPRecipientsRefused as e:

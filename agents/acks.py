@@ -6,11 +6,14 @@ they were written (same delay), so this agent sleeps until the first is due, the
 at the ledger: delivered (or being delivered) → nothing; else one short message on the
 customer's channel (email or SMS; postal customers get none), under the same intent /
 outcome rule as invoices, so never two. A late acknowledgement is worse than none: one
-that cannot be sent within the budget is given up (audited), not parked.
+that cannot go out within CALLBILL_ACK_DEADLINE_SECONDS of intake (60: the customer hears
+from callbill within a minute, or not from this message) is given up and audited, never
+parked; that holds for a timer read late too (an outage, a restart).
 """
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import faust
 
@@ -18,7 +21,7 @@ from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.delivery import message_id, plan
 from agents.routing import audit, guarded, parse, publish, wait_until_due
 from app import delivery as transports
-from app.main import app, topics
+from app.main import app, settings, topics
 from app.storage import seller
 from app.writes import durably
 from domain.backoff import next_delay
@@ -31,7 +34,7 @@ from tables.directory import directory
 from tables.ledger import get_entry, update_entry
 
 STAGE = "ack"
-BUDGET = 20.0  # seconds of retries: the customer must hear from us within 60 s of intake
+BUDGET = 20.0  # seconds of retries at the most, and never past the deadline
 
 
 async def handle(event: faust.EventT) -> None:
@@ -44,6 +47,10 @@ async def handle(event: faust.EventT) -> None:
         return  # the invoice came in time (or is on its way): no acknowledgement
     if entry.ack or entry.ackIntent:
         await audit(STAGE, iid, "ALREADY_ACKNOWLEDGED")
+        return
+    left = (item.intakeAt + timedelta(seconds=settings.ack_deadline_seconds) - utcnow()).total_seconds()
+    if left <= 0:
+        await audit(STAGE, iid, "ACK_SKIPPED", "too late")
         return
     await directory.ready()
     customer = directory.customers.get(item.customerId)
@@ -59,7 +66,7 @@ async def handle(event: faust.EventT) -> None:
     mid = message_id(iid, "ack")
     name = seller().name
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + BUDGET
+    deadline = loop.time() + min(BUDGET, left)
     attempt = 0
     while True:
         try:
@@ -80,7 +87,7 @@ async def handle(event: faust.EventT) -> None:
             await audit(STAGE, iid, "ACK_FAILED", e.reason)  # the intent stays: never a second try
             return
     done = Delivery(interactionId=iid, kind="ack", channel=channel, transport=transport, providerId=provider,
-                    messageId=mid if channel == "EMAIL" else None)
+                    messageId=mid if transport == "smtp" else None)
     update_entry(iid, ack=done.model_dump(mode="json", exclude_none=True))
     await publish("callbill.deliveries", iid, done, wait=False)
     await audit(STAGE, iid, "ACKNOWLEDGED", channel)

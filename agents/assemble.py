@@ -16,6 +16,7 @@ from agents.routing import audit, guarded, parse, publish, review
 from app import genesys
 from app.logs import get_logger
 from app.main import app, settings, topics
+from app.metrics import EXTERNAL_ERRORS
 from domain.assembly import (
     Pending, analytics_facts, apply, deciding_code, interaction_from_pending, missing, wrapup_ids,
 )
@@ -104,6 +105,7 @@ async def on_expire(cid: str, now: datetime) -> None:
         try:
             conv = await api.conversation_details(cid)
         except GenesysError as e:
+            EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
             await audit(STAGE, cid, "WAITING_FOR_GENESYS", f"analytics {e.status}")
             return
         facts = analytics_facts(conv) if conv else None
@@ -127,6 +129,7 @@ async def complete(p: Pending, source: str, now: datetime) -> None:
         for code_id in wrapup_ids(p):
             codes.append((code_id, await genesys.wrapup_codes().name(code_id)))
     except GenesysError as e:
+        EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
         raise NotYet(f"wrap-up code lookup {e.status}") from None
     code = deciding_code(codes, settings.billable_code_set)
     assert code is not None  # complete() is only called when there is one
@@ -153,6 +156,7 @@ async def resolve_customer(contact_ids: list[str]) -> str | None:
         try:
             contact = await api.external_contact(contact_id)
         except GenesysError as e:
+            EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
             raise NotYet(f"external contact lookup {e.status}") from None
         if contact:
             customer = customer_from_genesys_contact(contact)
@@ -212,6 +216,7 @@ async def reconcile() -> None:
     try:
         summary = await backfill(api, genesys.wrapup_codes(), since, until, send, settings.billable_code_set)
     except GenesysError as e:
+        EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
         log.warning("reconciliation failed", extra={"stage": "reconcile", "reason": f"{e.endpoint} {e.status}"})
         return
     log.info("reconciliation done", extra={"stage": "reconcile", "reason": summary.line()})

@@ -54,7 +54,7 @@ async def call_erp(d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected |
             EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
             return e
         except ErpRetryable as e:
-            EXTERNAL_ERRORS.labels("erp", e.reason.lower()).inc()
+            EXTERNAL_ERRORS.labels("erp", e.reason.lower().removeprefix("erp_")).inc()  # http_503, timeout…
             attempt += 1
             if attempt >= settings.erp_attempts or batch.park.is_set():
                 return Parked(e.reason, e.retry_after)

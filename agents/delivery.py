@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 
 import faust
 
@@ -81,15 +82,19 @@ def message_data(invoice: Invoice, doc: DocumentStored, customer: Customer) -> M
         greeting=f" {customer.name}" if customer.name else "")
 
 
-async def send(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str) -> tuple[str, str]:
-    """(transport, provider id); raises the adapters/sending.py errors."""
+async def send(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
+               on_start: Callable[[], Awaitable[None]]) -> tuple[str, str]:
+    """(transport, provider id); raises the adapters/sending.py errors. `on_start` (the
+    intent record) is awaited right before the message leaves."""
     redact = transports.redactor()
     data = message_data(invoice, doc, customer)
     if isinstance(r, EmailRoute):
-        return await transports.send_email(r.address, invoice_email(data, redact, settings.mail_subject), mid)
+        return await transports.send_email(r.address, invoice_email(data, redact, settings.mail_subject), mid,
+                                           on_start)
     if isinstance(r, SmsRoute):
-        return await transports.send_sms(r.number, invoice_sms(data, redact))
+        return await transports.send_sms(r.number, invoice_sms(data, redact), on_start)
     assert isinstance(r, PostalRoute)
+    await on_start()
     job = PostalJob(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, documentKey=doc.key,
                     storage=doc.storage, url=doc.url, expiresAt=doc.expiresAt, sha256=doc.sha256,
                     recipient=PostalRecipient(name=redact(r.name) if r.name else None,
@@ -99,14 +104,21 @@ async def send(r: Route, invoice: Invoice, doc: DocumentStored, customer: Custom
     return "postal", f"{meta.topic}/{meta.partition}/{meta.offset}"
 
 
+def system_of(r: Route) -> str:
+    """The outside system a route's send goes to, for the error and latency metrics."""
+    if isinstance(r, EmailRoute):
+        return settings.email_transport  # smtp or genesys
+    return "genesys" if isinstance(r, SmsRoute) else "kafka"
+
+
 async def send_with_backoff(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
-                            batch: Batch) -> tuple[str, str] | Parked:
+                            batch: Batch, on_start: Callable[[], Awaitable[None]]) -> tuple[str, str] | Parked:
     attempt = 0
-    kind = CHANNEL[type(r)].lower()
+    kind = system_of(r)
     while True:
         started = time.perf_counter()
         try:
-            return await send(r, invoice, doc, customer, mid)
+            return await send(r, invoice, doc, customer, mid, on_start)
         except SendRetryable as e:
             EXTERNAL_ERRORS.labels(kind, "retryable").inc()
             attempt += 1
@@ -115,6 +127,21 @@ async def send_with_backoff(r: Route, invoice: Invoice, doc: DocumentStored, cus
                 return Parked(e.reason, e.retry_after, recipient=e.recipient)
         finally:
             EXTERNAL_LATENCY.labels(kind).observe(time.perf_counter() - started)
+
+
+class Intent:
+    """The ledger's "about to send" record, written once and only when the message is about
+    to leave (a connection held): an invoice still waiting for a free SMTP connection when
+    the worker dies has no intent, so it is sent after the restart instead of going to
+    review as unconfirmed. Kafka has the record before the send starts."""
+
+    def __init__(self, iid: str, fields: dict) -> None:
+        self.iid, self.fields, self.written = iid, fields, False
+
+    async def record(self) -> None:
+        if not self.written:
+            await durably(update_entry, self.iid, deliveryIntent={**self.fields, "at": utcnow().isoformat()})
+            self.written = True
 
 
 async def to_review(iid: str, reason: str, detail: str, **changes) -> None:
@@ -163,16 +190,15 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
 
     channel = CHANNEL[type(r)]
     mid = message_id(iid, "invoice")
-    await durably(update_entry, iid, deliveryIntent={"attempt": attempt, "channel": channel,
-                                                     "at": utcnow().isoformat()})
+    intent = Intent(iid, {"attempt": attempt, "channel": channel})
     try:
-        outcome = await send_with_backoff(r, invoice, doc, customer, mid, batch)
+        outcome = await send_with_backoff(r, invoice, doc, customer, mid, batch, intent.record)
     except SendUnconfirmed as e:
-        EXTERNAL_ERRORS.labels(channel.lower(), "unconfirmed").inc()
+        EXTERNAL_ERRORS.labels(system_of(r), "unconfirmed").inc()
         await to_review(iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent")
         return
     except SendRejected as e:
-        EXTERNAL_ERRORS.labels(channel.lower(), "rejected").inc()
+        EXTERNAL_ERRORS.labels(system_of(r), "rejected").inc()
         failed = {"attempt": attempt, "channel": channel, "status": "FAILED", "reason": e.reason,
                   "at": utcnow().isoformat()}
         if e.bounce and isinstance(r, EmailRoute):
@@ -185,8 +211,9 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
             await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed)
         return
     if isinstance(outcome, Parked):
-        # nothing was sent: the intent is withdrawn so the retry may send
-        update_entry(iid, deliveryIntent=None)
+        # nothing was sent: the intent (if one was written) is withdrawn so the retry may send
+        if intent.written:
+            update_entry(iid, deliveryIntent=None)
         if isinstance(r, EmailRoute) and outcome.recipient and attempt_of(event) >= settings.soft_bounce_limit:
             # the recipient was refused with 4xx on every attempt: the limit's soft bounce
             entry = get_entry(iid)
@@ -199,7 +226,9 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         return
     transport, provider_id = outcome
     done = Delivery(interactionId=iid, invoiceNumber=invoice.invoiceNumber, channel=channel, transport=transport,
-                    providerId=provider_id, messageId=mid if channel == "EMAIL" else None, attempt=attempt)
+                    providerId=provider_id, attempt=attempt,
+                    # only an SMTP send carries our Message-ID; Genesys gives its own conversation id
+                    messageId=mid if transport == "smtp" else None)
     update_entry(iid, state=State.DELIVERED, reason=None,
                  delivery={**done.model_dump(mode="json", exclude_none=True), "status": "SENT"})
     await publish("callbill.deliveries", iid, done, wait=False)

@@ -14,6 +14,7 @@ import faust
 from agents.batching import ATTEMPT_HEADER
 from agents.routing import Poison, audit, guarded, parse, wait_until_due
 from app.main import app, topics
+from app.metrics import note_retry_position
 from schemas.events import RetryItem, utcnow
 
 STAGE = "retry"
@@ -21,15 +22,22 @@ TARGETS = {"callbill.billable", "callbill.invoices", "callbill.documents"}
 
 
 async def handle(event: faust.EventT) -> None:
-    item: RetryItem = parse(RetryItem, event.value)  # type: ignore[assignment]
-    if item.topic not in TARGETS:
-        raise Poison(f"retry item names topic {item.topic!r}, which takes no retries")
+    msg = event.message
+    note_retry_position(msg.topic, msg.partition, msg.offset)  # all before it went back already
+    try:
+        item: RetryItem = parse(RetryItem, event.value)  # type: ignore[assignment]
+        if item.topic not in TARGETS:
+            raise Poison(f"retry item names topic {item.topic!r}, which takes no retries")
+    except Poison:
+        note_retry_position(msg.topic, msg.partition, msg.offset + 1)  # off to the DLQ: not waiting
+        raise
     if not await wait_until_due((item.notBefore - utcnow()).total_seconds()):
         return
     fut = await topics[item.topic].send(
         key=item.interactionId.encode(), value=json.dumps(item.payload, separators=(",", ":")).encode(),
         headers={ATTEMPT_HEADER: str(item.attempt).encode()})
     await fut
+    note_retry_position(msg.topic, msg.partition, msg.offset + 1)
     await audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)
 
 

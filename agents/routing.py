@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
-from app.logs import error_site, get_logger
+from app.logs import current_interaction, error_site, get_logger
 from app.main import topics
 from app.writes import PENDING_WRITES, track
 from app.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES, TOPIC_OUT
@@ -91,9 +91,13 @@ def event_context(event: faust.EventT) -> Iterator[None]:
     sets its own event (context variables are per task).
     """
     token = _current_event.set(weakref.ref(event))
+    key = event.message.key
+    iid = key.decode(errors="replace")[:200] if isinstance(key, bytes) else None
+    log_token = current_interaction.set(iid)
     try:
         yield
     finally:
+        current_interaction.reset(log_token)
         _current_event.reset(token)
 
 

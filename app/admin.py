@@ -112,7 +112,10 @@ class ReviewItemApi(View):
         from app.trace import trace
 
         story = await trace(iid)
+        led = story.get("ledger") or {}
         return self.json({"item": {**public(r, utcnow()), "interaction": interaction_summary(r), "note": r.note},
+                          "ledger": {"state": led.get("state"), "reason": led.get("reason"),
+                                     "states": [s.get("state") for s in story.get("ledgerHistory", [])]},
                           "history": _history(story)}, headers=SECURITY)
 
 

@@ -6,6 +6,7 @@ set (else No Email customers fall back to postal mail).
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -85,21 +86,23 @@ def build_message(to: str, mail: Email, message_id: str) -> EmailMessage:
     return m
 
 
-async def send_email(to: str, mail: Email, message_id: str) -> tuple[str, str]:
-    """(transport, provider id)."""
+async def send_email(to: str, mail: Email, message_id: str,
+                     on_start: Callable[[], Awaitable[None]] | None = None) -> tuple[str, str]:
+    """(transport, provider id). `on_start` is awaited right before the message leaves (over
+    SMTP: once a connection is held, so an invoice still queued for one has no intent yet)."""
     s = get_settings()
     if s.email_transport == "genesys":
         client = sender()
         assert client is not None
         answer = await client.send_agentless_email(s.mail_from, s.mail_from_name, to, mail.subject, mail.text,
-                                                   mail.html)
+                                                   mail.html, on_start)
         return "genesys", str(answer.get("conversationId") or answer.get("id") or "")
-    queue_id = await smtp().send(build_message(to, mail, message_id), s.mail_from, to)
+    queue_id = await smtp().send(build_message(to, mail, message_id), s.mail_from, to, on_start)
     return "smtp", queue_id
 
 
-async def send_sms(to_e164: str, text: str) -> tuple[str, str]:
+async def send_sms(to_e164: str, text: str, on_start: Callable[[], Awaitable[None]] | None = None) -> tuple[str, str]:
     client = sender()
     assert client is not None
-    answer = await client.send_agentless_sms(get_settings().sms_from or "", to_e164, text)
+    answer = await client.send_agentless_sms(get_settings().sms_from or "", to_e164, text, on_start)
     return "genesys", str(answer.get("conversationId") or answer.get("id") or "")

@@ -4,7 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import datetime, timezone
+
+# the interaction a stage is handling (the message key), for log lines that name none
+current_interaction: ContextVar[str | None] = ContextVar("current_interaction", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,6 +22,8 @@ class JsonFormatter(logging.Formatter):
         for key in ("interactionId", "stage", "outcome", "reason"):
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
+        if "interactionId" not in doc and (iid := current_interaction.get()):
+            doc["interactionId"] = iid
         if record.exc_info:
             # the type and where, not the text: exception messages can echo input
             etype = record.exc_info[0]

@@ -45,8 +45,18 @@ CONSUMER_LAG = Gauge(
     registry=REGISTRY,
 )
 RETRY_DEPTH = Gauge(
-    "callbill_retry_depth", "Items waiting on callbill.retry (this worker's partitions)", registry=REGISTRY,
+    "callbill_retry_depth", "Parked items on callbill.retry not yet sent back (this worker's partitions)",
+    registry=REGISTRY,
 )
+# (topic, partition) -> the first callbill.retry offset not yet sent back, as the retry agent
+# knows it: Faust counts an item as read while it still waits for its time in the agent
+RETRY_POSITION: dict[tuple[str, int], int] = {}
+
+
+def note_retry_position(topic: str, partition: int, offset: int) -> None:
+    """Everything below `offset` on this partition has been sent back (items go in order)."""
+    key = (topic, partition)
+    RETRY_POSITION[key] = max(RETRY_POSITION.get(key, 0), offset)
 
 
 def refresh_lag(app) -> None:
@@ -57,6 +67,7 @@ def refresh_lag(app) -> None:
     except Exception:  # noqa: BLE001 - not started yet: nothing to report
         return
     lag: dict[str, int] = {}
+    depth = 0
     for tp in assignment:
         try:
             high = consumer.highwater(tp)
@@ -65,8 +76,11 @@ def refresh_lag(app) -> None:
         if high is None:
             continue
         read = consumer._read_offset.get(tp)
-        behind = max(0, high - (read + 1 if read is not None else 0))
+        position = read + 1 if read is not None else 0
+        behind = max(0, high - position)
         lag[tp.topic] = lag.get(tp.topic, 0) + behind
+        if tp.topic.endswith("callbill.retry"):
+            depth += max(0, high - RETRY_POSITION.get((tp.topic, tp.partition), position))
     for topic, n in lag.items():
         CONSUMER_LAG.labels(topic).set(n)
-    RETRY_DEPTH.set(sum(n for t, n in lag.items() if t.endswith("callbill.retry")))
+    RETRY_DEPTH.set(depth)

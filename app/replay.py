@@ -83,11 +83,14 @@ async def open_review_keys(consumer: AIOKafkaConsumer) -> set[str]:
     return {k for k, is_open in state.items() if is_open}
 
 
-def _bar(done: int, total: int) -> None:
+def _bar(done: int, total: int, what: str) -> None:
     width = 30
-    filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    filled = min(width, int(width * done / total)) if total else width
+    sys.stderr.write(f"\r{what:10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
     sys.stderr.flush()
+
+
+SCAN_SECONDS = 300  # per partition: a broker that stops answering ends the scan, said in the summary
 
 
 async def replay(base: str, start: int | datetime, end: int | datetime | None, only_failed: bool, dry_run: bool,
@@ -110,27 +113,41 @@ async def replay(base: str, start: int | datetime, end: int | datetime | None, o
         lasts = await _offsets(consumer, tps, end, ends)
         total = sum(max(0, lasts[tp] - firsts[tp]) for tp in tps)
         picked: list[tuple[str, bytes | None, bytes, list]] = []  # (topic, key, value, headers)
+        scanned, unreadable, cut_short = 0, 0, []
         for tp in tps:
             if lasts[tp] <= firsts[tp]:
                 continue
             consumer.assign([tp])
             consumer.seek(tp, firsts[tp])
-            last, deadline = firsts[tp] - 1, time.monotonic() + 300
+            last, deadline = firsts[tp] - 1, time.monotonic() + SCAN_SECONDS
             while last < lasts[tp] - 1 and time.monotonic() < deadline:
                 for msgs in (await consumer.getmany(timeout_ms=1000)).values():
                     for m in msgs:
                         last = max(last, m.offset)
                         if m.offset >= lasts[tp]:
                             continue
+                        scanned += 1
                         key = m.key.decode(errors="replace") if m.key else None
                         if failed is not None and key not in failed:
                             continue
-                        picked.append(_target(base, m))
+                        target = _target(base, m)
+                        if target is None:
+                            unreadable += 1
+                        else:
+                            picked.append(target)
+                _bar(scanned, total, "scanning")
+            if last < lasts[tp] - 1:
+                cut_short.append(tp.partition)
+        if total:
+            sys.stderr.write("\n")
     finally:
         await consumer.stop()
-    picked = [p for p in picked if p is not None]
-    summary: dict = {"run": run, "topic": topic, "scanned": total, "selected": len(picked), "published": 0,
-                     "decisions": {}}
+    summary: dict = {"run": run, "topic": topic, "scanned": scanned, "in_range": total, "selected": len(picked),
+                     "published": 0, "decisions": {}}
+    if unreadable:
+        summary["unreadable"] = unreadable  # dead letters without a value or an original topic
+    if cut_short:
+        summary["cut_short_partitions"] = cut_short
     if dry_run or not picked:
         return summary
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client_kwargs())
@@ -147,15 +164,20 @@ async def replay(base: str, start: int | datetime, end: int | datetime | None, o
             if i % 200 == 0 or i == len(picked):
                 await asyncio.gather(*futs)
                 futs = []
-                _bar(i, len(picked))
+                _bar(i, len(picked), "publishing")
         sys.stderr.write("\n")
     finally:
         await producer.stop()
     summary["published"] = len(picked)
-    stage = STAGE_OF.get(base)
-    if wait > 0 and stage:
-        keys = {k.decode() for _, k, _, _ in picked if k}
-        summary["decisions"] = await decisions(bootstrap, stage, keys, began, wait)
+    if wait > 0:
+        # by the stage each message went back to (a dead letter replay feeds several)
+        stage_of_topic = {topic_name(b): st for b, st in STAGE_OF.items() if st}
+        keys: dict[str, set[str]] = {}
+        for t, k, _, _ in picked:
+            if k and t in stage_of_topic:
+                keys.setdefault(stage_of_topic[t], set()).add(k.decode(errors="replace"))
+        for stage, ks in keys.items():
+            summary["decisions"][stage] = await decisions(bootstrap, stage, ks, began, wait)
     return summary
 
 
@@ -238,6 +260,13 @@ def main(argv: list[str]) -> int:
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{summary['topic']}: scanned {summary['scanned']} messages, {verb} {summary['selected']} "
           f"(run {summary['run']})")
-    for outcome, n in sorted(summary["decisions"].items()):
-        print(f"  {STAGE_OF.get(args.topic)}: {outcome} {n}")
+    if summary.get("unreadable"):
+        print(f"  {summary['unreadable']} dead letter(s) without a value or an original topic: not replayed")
+    for stage, outcomes in sorted(summary["decisions"].items()):
+        for outcome, n in sorted(outcomes.items()):
+            print(f"  {stage}: {outcome} {n}")
+    if summary.get("cut_short_partitions"):
+        print(f"callbill replay: the scan stopped early on partition(s) {summary['cut_short_partitions']} "
+              f"({summary['scanned']} of {summary['in_range']} read): run it again for the rest", file=sys.stderr)
+        return 1
     return 0

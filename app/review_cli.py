@@ -76,6 +76,9 @@ def main(argv: list[str]) -> int:
             print(f"  {item['detail']}")
         for k, v in (item.get("interaction") or {}).items():
             print(f"  {k}: {v}")
+        led = data.get("ledger") or {}
+        print(f"  ledger: {led.get('state') or 'no entry'}" + (f" ({led['reason']})" if led.get("reason") else "")
+              + (f"  [{' → '.join(str(x) for x in led.get('states') or [])}]" if led.get("states") else ""))
         for h in data["history"]:
             print(f"  {h['time'][:19]}  {h['stage']:10} {h['what']}" + (f" — {h['reason']}" if h.get("reason") else ""))
     else:

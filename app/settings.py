@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     email_dns_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a DNS deliverability result is cached.")
     redact_patterns: list[str] = Field(default_factory=list, description='Extra regular expressions masked in every outgoing text, as a JSON list (e.g. ["ACCT-[0-9]{8}"]).')
     ack_after_seconds: float = Field(30.0, ge=0, description="Send one 'Processing Received' message if the invoice is not delivered this many seconds after intake; 0 turns it off.")
+    ack_deadline_seconds: float = Field(60.0, gt=0, description="An acknowledgement that cannot go out this many seconds after intake is given up (audited ACK_SKIPPED): late, it is worse than none.")
     soft_bounce_limit: int = Field(3, ge=1, description="Soft bounces (or 4xx refusals of a recipient) after which an address is treated as a hard bounce.")
     delivery_batch: int = Field(32, ge=1, description="Invoices the delivery agent takes at once (sent concurrently).")
     delivery_attempts: int = Field(4, ge=1, description="Send attempts inside the delivery agent before the invoice is parked on callbill.retry.")
@@ -160,6 +161,9 @@ class Settings(BaseSettings):
         problems = []
         if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password):
             problems.append("CALLBILL_KAFKA_SECURITY_PROTOCOL=SASL_* needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD")
+        if 0 < self.ack_after_seconds >= self.ack_deadline_seconds:
+            problems.append(f"CALLBILL_ACK_AFTER_SECONDS={self.ack_after_seconds:g} must be below "
+                            f"CALLBILL_ACK_DEADLINE_SECONDS={self.ack_deadline_seconds:g} (no acknowledgement could go out)")
         if self.env == "production":
             if self.topic_replication < 3:
                 problems.append(f"CALLBILL_TOPIC_REPLICATION={self.topic_replication}: production needs 3 or more "
@@ -175,6 +179,22 @@ class Settings(BaseSettings):
                                 "needs SSL or SASL_SSL (credentials and invoices must not cross the network in clear)")
             if self.public_url.startswith("http://"):
                 problems.append("CALLBILL_PUBLIC_URL must be https:// in production (links carry signatures)")
+            # an outside system that is configured needs its credentials from the secret store
+            if self.erp_url and not self.erp_token:
+                problems.append("CALLBILL_ERP_URL is set: production needs CALLBILL_ERP_TOKEN")
+            if self.erp_url and self.erp_url.startswith("http://"):
+                problems.append("CALLBILL_ERP_URL must be https:// in production")
+            if bool(self.genesys_client_id) != bool(self.genesys_client_secret):
+                problems.append("CALLBILL_GENESYS_CLIENT_ID and CALLBILL_GENESYS_CLIENT_SECRET go together")
+            if self.email_transport == "smtp":
+                from urllib.parse import urlsplit
+
+                smtp = urlsplit(self.smtp_url)
+                if (self.smtp_username or smtp.username) and not (self.smtp_password or smtp.password):
+                    problems.append("CALLBILL_SMTP_USERNAME is set: production needs CALLBILL_SMTP_PASSWORD")
+                if smtp.scheme == "smtp" and "starttls=require" not in smtp.query:
+                    problems.append("CALLBILL_SMTP_URL: production needs smtps:// or smtp://…?starttls=require "
+                                    "(invoice links must not cross the network in clear)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -19,7 +19,9 @@ and mailed. Measured, for 1 and 2 workers:
   log line or metric, no unmasked card number anywhere.
 
 Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker), BENCH_E2E_EVENTS (20000),
-BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_WORKERS ("1,2").
+BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_LOW_EVENTS (300),
+BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: seconds of py-spy
+samples of the 1-worker run, 20 s in; the heaviest functions go into the results; 0: off).
 Results: bench/results/e2e-<time>.json.
 """
 from __future__ import annotations
@@ -53,6 +55,10 @@ from app.topics import assign_from_start  # noqa: E402
 EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 20_000))
 FIXED_EVENTS = int(os.environ.get("BENCH_E2E_FIXED_EVENTS", 3_000))
 RATE = float(os.environ.get("BENCH_E2E_RATE", 100))
+# and a load below one worker's capacity, where the latency is the pipeline's own, not a queue's
+LOW_RATE = float(os.environ.get("BENCH_E2E_LOW_RATE", 5))
+LOW_EVENTS = int(os.environ.get("BENCH_E2E_LOW_EVENTS", 300))
+PROFILE_SECONDS = int(os.environ.get("BENCH_E2E_PROFILE", 60))  # py-spy on the 1-worker run; 0: off
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
 CARD = re.compile(r"\b(?:\d[ -]?){15}\d\b")
@@ -146,6 +152,46 @@ async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float,
     return got
 
 
+async def profile(pid: int, seconds: int, out: Path, after: float = 20) -> dict:
+    """py-spy samples of a running worker: where its time goes (own time and inclusive)."""
+    await asyncio.sleep(after)
+    spy = Path(sys.executable).parent / "py-spy"
+    proc = await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--format", "raw",
+        "--nonblocking", "--output", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0 or not out.exists():
+        return {"error": err.decode(errors="replace")[-300:]}
+    return summarize_profile(out.read_text())
+
+
+# what the inclusive time is reported for: a frame's file path containing the key
+AREAS = {"pdf (fpdf2, fontTools)": ("fpdf/", "fontTools/"), "kafka client (aiokafka)": ("aiokafka/",),
+         "faust": ("faust/", "mode/"), "pydantic": ("pydantic",), "json": ("json/",),
+         "s3 (aiobotocore, botocore)": ("botocore/",), "smtp (aiosmtplib)": ("aiosmtplib/",),
+         "erp client (aiohttp)": ("aiohttp/",), "logging": ("logging/",), "asyncio loop": ("asyncio/",)}
+
+
+def summarize_profile(raw: str) -> dict:
+    total = 0
+    own: Counter = Counter()
+    areas: Counter = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[re.sub(r"\s*\(/.*/site-packages/", " (", frames[-1])] += n
+        for area, keys in AREAS.items():
+            if any(k in f for f in frames for k in keys):
+                areas[area] += n
+    share = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
+    return {"samples": total, "inclusive_percent": {a: share(n) for a, n in areas.most_common()},
+            "top_own_percent": [[f, share(n)] for f, n in own.most_common(15)]}
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -177,9 +223,13 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     sink.clear()
     t0 = time.time()
     poster = asyncio.create_task(post_all([w.url for w in ws], bodies, rate))
+    spy = None
+    if PROFILE_SECONDS and workers == 1 and rate is None:
+        spy = asyncio.create_task(profile(pids[0], PROFILE_SECONDS, tmp / f"{run}.pyspy.txt"))
     peak: dict[int, float] = {}
     got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600, peak, pids)
     accepted = await poster
+    prof = await spy if spy else None
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
     metrics = httpx.get(w0.url + "/metrics", timeout=10).text
     for w in ws:
@@ -197,6 +247,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
         "worker_cpu_seconds": list(cpu.values()), "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
         "pii": pii_scan(sink, logs, metrics),
+        **({"profile": prof} if prof is not None else {}),
     }
 
 
@@ -251,10 +302,13 @@ async def main() -> int:
             r = await run_once(bootstrap, tmp, env, workers, EVENTS, None, sink, f"w{workers}-")
             print(f"  {json.dumps(r)}", flush=True)
             results["runs"].append(r)
-        print(f"{FIXED_EVENTS:,} interactions at a fixed {RATE:g}/s, 1 worker …", flush=True)
-        r = await run_once(bootstrap, tmp, env, 1, FIXED_EVENTS, RATE, sink, "fixed-")
-        print(f"  {json.dumps(r)}", flush=True)
-        results["runs"].append(r)
+        for count, rate, label in ((FIXED_EVENTS, RATE, "fixed-"), (LOW_EVENTS, LOW_RATE, "low-")):
+            if not count:
+                continue
+            print(f"{count:,} interactions at a fixed {rate:g}/s, 1 worker …", flush=True)
+            r = await run_once(bootstrap, tmp, env, 1, count, rate, sink, label)
+            print(f"  {json.dumps(r)}", flush=True)
+            results["runs"].append(r)
     finally:
         sink.stop()
         erp.stop()
@@ -270,7 +324,8 @@ async def main() -> int:
     results.update({"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "platform": platform.platform()},
-                    "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE, "partitions": PARTITIONS,
+                    "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE,
+                               "low_events": LOW_EVENTS, "low_rate": LOW_RATE, "partitions": PARTITIONS,
                                "erp_latency_ms": 20}})
     print("ratios", json.dumps(results["ratios"]))
     out = ROOT / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -138,6 +138,18 @@ def test_numbers_are_gap_free_per_series_across_kill_9(make_worker, kafka_bootst
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"series {s} has a gap"
 
 
+def metric(w, name: str, **labels) -> float:
+    """One sample from the worker's /metrics (0 when the labelled series does not exist yet)."""
+    import httpx
+
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    text = httpx.get(w.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} " if want else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_erp_outage_of_30s_in_the_middle_of_500(make_worker, kafka_bootstrap, erp):
     erp.call(erp.control, latencyMs=20)
     w = make_worker(extra_env=erp_env(erp, CALLBILL_RETRY_BASE_DELAY="1", CALLBILL_RETRY_MAX_DELAY="6",
@@ -152,7 +164,19 @@ def test_erp_outage_of_30s_in_the_middle_of_500(make_worker, kafka_bootstrap, er
     erp.call(erp.control, outageSeconds=30)
     produce(kafka_bootstrap, w.topic("callbill.billable"),
             [(i, billable(i, customers[n % 3])) for n, i in enumerate(ids[200:])])
+    # the operator sees the outage: parked items waiting, ERP errors counted
+    depths = []
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not (depths and max(depths) > 0):
+        depths.append(metric(w, "callbill_retry_depth"))
+        time.sleep(0.5)
+    assert max(depths) > 0, depths
     got = invoices(kafka_bootstrap, w, 500, timeout=150)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and metric(w, "callbill_retry_depth") != 0:
+        time.sleep(0.5)
+    assert metric(w, "callbill_retry_depth") == 0  # every parked item went back
+    assert metric(w, "callbill_external_errors_total", kind="http_503", system="erp") > 0
     stats = erp.call(erp.stats)
     assert stats["statuses"].get("503", 0) > 0, "the outage was not hit"
     assert stats["creates"] == {i: 1 for i in ids}, "not exactly one ERP invoice per interaction"

@@ -75,6 +75,27 @@ def test_subject_is_generic_clean_and_short():
     assert "Jane" not in invoice_email(data(), redact).subject
 
 
+@pytest.mark.parametrize("raw, masked", [
+    ("4111 1111 1111 1111", "4111 11** **** 1111"),
+    ("4111-1111-1111-1111", "4111-11**-****-1111"),
+    ("123-45-6789", "***-**-****"),
+    ("1234 5678 9012 3456", "1234 5678 9012 3456"),  # 16 digits, not Luhn-valid: left alone
+])
+def test_redaction_runs_over_every_outgoing_text(raw, masked):
+    """The same pass over the subject, both email bodies and the SMS, wherever the text came from."""
+    subj = subject("Your invoice $invoiceNumber from $seller", "INV-1", f"Acme {raw}", redact)
+    mail = invoice_email(data(seller=f"Acme {raw}", greeting=f" Jane {raw}"), redact,
+                         "Your invoice $invoiceNumber from $seller")
+    sms = invoice_sms(data(seller=f"Acme {raw}"), redact)
+    for where, text in (("text", mail.text), ("html", mail.html), ("sms", sms)):
+        assert masked in text, (where, text)
+    for where, text in (("subject", subj), ("mail subject", mail.subject), ("text", mail.text),
+                        ("html", mail.html), ("sms", sms)):
+        # a subject keeps letters, digits and a few marks: the mask's stars go, the digits stay masked
+        assert (raw not in text) if masked != raw else (raw in text), (where, text)
+        assert "1111 1111" not in text and "45-6789" not in text, (where, text)
+
+
 def test_clean_subject_keeps_readable_text():
     assert clean_subject("  Your   invoice\tINV-1 ") == "Your invoice INV-1"
     assert len(clean_subject("word " * 40)) <= 78

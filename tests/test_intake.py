@@ -150,3 +150,7 @@ def test_poison_messages_go_to_the_dlq_and_the_agent_carries_on(worker, kafka_bo
     assert keys["k3"]["stage"] == "intake" and "endedAt" in keys["k3"]["reason"]
     assert keys["k4"]["reason"] == "value is empty"
     assert worker.proc.poll() is None
+    # the dead-letter warnings carry the message's interaction id for correlation
+    lines = [json.loads(x) for x in worker.log_path.read_text().splitlines() if x.startswith("{")]
+    dead = {d.get("interactionId") for d in lines if d.get("message") == "dead letter"}
+    assert {"k1", "k2", "k3", "k4"} <= dead, dead

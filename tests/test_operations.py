@@ -104,6 +104,15 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
     assert wait_for(lambda: items(w) == [], 30)
     shown = cli(w, "review", "show", "o-unknown")
     assert shown.returncode == 0 and "DISMISSED UNKNOWN_CUSTOMER" in shown.stdout, shown.stdout + shown.stderr
+    assert "ledger: REVIEW (UNKNOWN_CUSTOMER)" in shown.stdout, shown.stdout
+    # an item opens with its interaction's whole history: ledger states and audit events
+    assert wait_for(lambda: httpx.get(w.url + "/api/review/o-missing", headers=AUTH, timeout=30).json()
+                    ["ledger"]["state"] == "DELIVERED", 30)
+    opened = httpx.get(w.url + "/api/review/o-missing", headers=AUTH, timeout=30).json()
+    states = opened["ledger"]["states"]
+    assert states[0] == "REVIEW" and states[-1] == "DELIVERED" and "BILLED" in states, states
+    whats = [h["what"] for h in opened["history"]]
+    assert "RESUBMITTED" in whats and "invoice by EMAIL" in whats, whats
 
     # the audit trail and the trace tell the whole story, with who did what
     assert wait_for(lambda: sum(1 for m in mail_sink.messages()) == 2, 60)
@@ -195,19 +204,34 @@ def test_replaying_a_whole_day_sends_nothing_twice(make_worker, kafka_bootstrap,
         assert w.post({"interactionId": f"day-{i}", "customerId": "C-R", "timestamp": "2026-11-24T22:15:00Z",
                        "durationSeconds": 300, "serviceType": "Consultation",
                        "billingCode": "Billable Service"}).status_code == 202
+    # one more, for a customer the directory does not know: billing sends it to review
+    assert w.post({"interactionId": "day-unknown", "customerId": "C-GONE", "timestamp": "2026-11-24T22:15:00Z",
+                   "durationSeconds": 300, "serviceType": "Consultation",
+                   "billingCode": "Billable Service"}).status_code == 202
     assert wait_for(lambda: len(mail_sink.messages()) == n, 90)
+    assert wait_for(lambda: [i["interactionId"] for i in items(w)] == ["day-unknown"], 30)
     day = "2026-01-01T00:00:00Z"
     dry = cli(w, "replay", "--topic", "callbill.interactions", "--from", day, "--dry-run")
-    assert dry.returncode == 0 and f"would replay {n}" in dry.stdout, dry.stdout + dry.stderr
+    assert dry.returncode == 0 and f"would replay {n + 1}" in dry.stdout, dry.stdout + dry.stderr
+    assert "scanning" in dry.stderr  # the progress bar
+    # an ISO --to: nothing was written before the second of January
+    early = cli(w, "replay", "--topic", "callbill.interactions", "--from", day, "--to", "2026-01-02T00:00:00Z",
+                "--dry-run")
+    assert early.returncode == 0 and "scanned 0 messages, would replay 0" in early.stdout, early.stdout
+    # --only-failed picks exactly the interaction with an open review item; billing decides again
+    failed = cli(w, "replay", "--topic", "callbill.billable", "--from", "0", "--only-failed", "--wait", "30")
+    assert failed.returncode == 0 and f"scanned {n + 1} messages, replayed 1" in failed.stdout, failed.stdout
+    assert "billing: REVIEW 1" in failed.stdout, failed.stdout
+    n_total = n + 1
     for topic, decision in (("genesys.events", "DUPLICATE"), ("callbill.billable", "ALREADY_BILLED"),
                             ("callbill.documents", "ALREADY_DELIVERED")):
         out = cli(w, "replay", "--topic", topic, "--from", day, "--wait", "60")
         assert out.returncode == 0, out.stderr
-        assert f"replayed {n}" in out.stdout, out.stdout
+        # the unknown one has no document; the --only-failed replay added one billable message
+        expected = {"genesys.events": n_total, "callbill.billable": n_total + 1, "callbill.documents": n}[topic]
+        assert f"replayed {expected}" in out.stdout, out.stdout
         if topic != "genesys.events":  # the assembler passes it on; intake says DUPLICATE
             assert f"{decision} {n}" in out.stdout, out.stdout
-    failed = cli(w, "replay", "--topic", "callbill.billable", "--from", "0", "--only-failed")
-    assert failed.returncode == 0 and "replayed 0" in failed.stdout
     time.sleep(3)
     assert len(mail_sink.messages()) == n
     invoices = read_json(kafka_bootstrap, w.topic("callbill.invoices"), timeout=10)

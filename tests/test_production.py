@@ -59,6 +59,11 @@ def test_the_documented_production_configuration_loads(monkeypatch):
     ({"CALLBILL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "needs SSL or SASL_SSL"),
     ({"CALLBILL_KAFKA_SASL_PASSWORD": ""}, "needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD"),
     ({"CALLBILL_PUBLIC_URL": "http://billing.example.com"}, "must be https://"),
+    ({"CALLBILL_ERP_TOKEN": ""}, "production needs CALLBILL_ERP_TOKEN"),
+    ({"CALLBILL_ERP_URL": "http://erp.example.com"}, "CALLBILL_ERP_URL must be https://"),
+    ({"CALLBILL_SMTP_PASSWORD": ""}, "production needs CALLBILL_SMTP_PASSWORD"),
+    ({"CALLBILL_SMTP_URL": "smtp://smtp.example.com:25"}, "production needs smtps://"),
+    ({"CALLBILL_GENESYS_CLIENT_ID": "client-1"}, "CALLBILL_GENESYS_CLIENT_SECRET go together"),
 ])
 def test_unsafe_production_settings_are_refused(monkeypatch, change, named):
     env = {**production_env(), **SECRETS, **change}

@@ -38,3 +38,12 @@ def test_unknown_store_is_refused(monkeypatch):
     monkeypatch.setenv("CALLBILL_STORE", "redis://x")
     with pytest.raises(ValidationError, match="CALLBILL_STORE"):
         Settings(_env_file=None)
+
+
+def test_an_acknowledgement_that_could_never_go_out_is_refused(monkeypatch):
+    monkeypatch.setenv("CALLBILL_ACK_AFTER_SECONDS", "60")
+    monkeypatch.setenv("CALLBILL_ACK_DEADLINE_SECONDS", "45")
+    with pytest.raises(ValidationError, match="CALLBILL_ACK_AFTER_SECONDS=60 must be below CALLBILL_ACK_DEADLINE_SECONDS=45"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("CALLBILL_ACK_AFTER_SECONDS", "0")  # off: no deadline to keep
+    assert Settings(_env_file=None).ack_after_seconds == 0
