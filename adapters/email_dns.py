@@ -2,20 +2,41 @@
 
 email-validator asks DNS (blocking, so it runs in a thread); answers are cached per
 domain, so a burst of invoices to one company costs one lookup. A DNS failure (timeout,
-no resolver) is not the customer's fault: it counts as fine, the send decides.
+no resolver) is not the customer's fault: it counts as fine, the send decides, and it is
+remembered only for `failure_ttl` so the check works again once DNS is back.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 
+import dns.nameserver
+import dns.resolver
 from email_validator import EmailNotValidError, EmailUndeliverableError, validate_email
 
 
+_RESOLVER_TROUBLE = object()
+
+
+def resolver_for(nameservers: list[str], timeout: float) -> dns.resolver.Resolver:
+    """A resolver asking only these servers ("host" or "host:port"), not /etc/resolv.conf."""
+    r = dns.resolver.Resolver(configure=False)
+    servers = []
+    for item in nameservers:
+        host, _, port = item.strip().rpartition(":") if item.count(":") == 1 else (item.strip(), "", "53")
+        servers.append(dns.nameserver.Do53Nameserver(host or item.strip(), int(port or 53)))
+    r.nameservers = servers
+    r.lifetime = timeout
+    return r
+
+
 class DeliverabilityCheck:
-    def __init__(self, ttl: float = 3600.0, timeout: float = 5.0) -> None:
+    def __init__(self, ttl: float = 3600.0, timeout: float = 5.0, nameservers: list[str] | None = None,
+                 failure_ttl: float = 60.0) -> None:
         self.ttl = ttl
+        self.failure_ttl = min(failure_ttl, ttl)
         self.timeout = timeout
+        self.resolver = resolver_for(nameservers, timeout) if nameservers else None
         self._cache: dict[str, tuple[str | None, float]] = {}
 
     async def problem(self, address: str) -> str | None:
@@ -24,16 +45,25 @@ class DeliverabilityCheck:
         if hit and hit[1] > time.monotonic():
             return hit[0]
         answer = await asyncio.to_thread(self._check, address)
-        self._cache[domain] = (answer, time.monotonic() + self.ttl)
-        return answer
-
-    def _check(self, address: str) -> str | None:
-        try:
-            validate_email(address, check_deliverability=True, timeout=self.timeout)
+        if answer is _RESOLVER_TROUBLE:
+            self._cache[domain] = (None, time.monotonic() + self.failure_ttl)
             return None
-        except EmailUndeliverableError:
+        self._cache[domain] = (answer, time.monotonic() + self.ttl)  # type: ignore[assignment]
+        return answer  # type: ignore[return-value]
+
+    def _check(self, address: str) -> object:
+        try:
+            if self.resolver is not None:
+                found = validate_email(address, check_deliverability=True, dns_resolver=self.resolver)
+            else:
+                found = validate_email(address, check_deliverability=True, timeout=max(1, int(self.timeout)))
+            # a timeout or no answering server comes back as "unknown", with no MX found
+            return None if getattr(found, "mx", None) else _RESOLVER_TROUBLE
+        except EmailUndeliverableError as e:
+            if "error while checking" in str(e):
+                return _RESOLVER_TROUBLE
             return "the domain does not accept email (no MX or A record)"
         except EmailNotValidError:
             return "the address is not valid"
         except Exception:  # noqa: BLE001 - resolver trouble: let the send decide
-            return None
+            return _RESOLVER_TROUBLE

@@ -47,7 +47,10 @@ def sender() -> GenesysClient | None:
 @lru_cache(maxsize=1)
 def dns_check() -> DeliverabilityCheck | None:
     s = get_settings()
-    return DeliverabilityCheck(s.email_dns_cache_ttl) if s.email_dns_check else None
+    if not s.email_dns_check:
+        return None
+    servers = [x.strip() for x in s.email_dns_servers.split(",") if x.strip()]
+    return DeliverabilityCheck(s.email_dns_cache_ttl, nameservers=servers or None)
 
 
 def sms_enabled() -> bool:

@@ -32,6 +32,7 @@ class JsonFormatter(logging.Formatter):
 
 
 LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "kafka")
+QUIET_LIBRARIES = ("fontTools", "fpdf", "botocore", "aiobotocore", "PIL")
 
 
 def configure_logging(level: str) -> None:
@@ -41,6 +42,11 @@ def configure_logging(level: str) -> None:
     lib_level = max(logging.INFO, _level(level))
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(lib_level)
+    # fontTools' subsetter logs (and times) every step of every PDF at DEBUG and INFO: under
+    # Faust's DEBUG root each of those records was built and offered to every handler,
+    # about a fifth of a worker's CPU in the bench.e2e profile
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
     # faust.topics logs a failed send with the whole message (its value may hold personal
     # data); app/sensors.py reports those failures without it.
     logging.getLogger("faust.topics").setLevel(logging.ERROR)

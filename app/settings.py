@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     genesys_send_rate: float = Field(300.0, gt=0, description="Agentless email/SMS sends per minute per worker (Genesys allows 300 per minute; divide by the number of workers).")
     email_dns_check: bool = Field(False, description="Check that an email domain accepts mail (DNS MX/A) before sending; results are cached.")
     email_dns_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a DNS deliverability result is cached.")
+    email_dns_servers: str = Field("", description="Name servers for the deliverability check (host or host:port, comma-separated); empty: the system's resolver.")
     redact_patterns: list[str] = Field(default_factory=list, description='Extra regular expressions masked in every outgoing text, as a JSON list (e.g. ["ACCT-[0-9]{8}"]).')
     ack_after_seconds: float = Field(30.0, ge=0, description="Send one 'Processing Received' message if the invoice is not delivered this many seconds after intake; 0 turns it off.")
     ack_deadline_seconds: float = Field(60.0, gt=0, description="An acknowledgement that cannot go out this many seconds after intake is given up (audited ACK_SKIPPED): late, it is worse than none.")

@@ -63,6 +63,40 @@ def render_rate(n: int) -> dict:
             "ms_per_pdf": round(1000 * wall / n, 1)}
 
 
+def render_under_worker_logging(n: int, quiet: bool) -> dict:
+    """Renders as a worker does them: Faust sets the root logger to DEBUG and logs INFO to a
+    file; `quiet` applies app/logs.py's caps (fontTools' subsetter at WARNING)."""
+    import logging
+
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    handler = logging.FileHandler(os.devnull)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
+    root.addHandler(handler)
+    for name in ("fontTools", "fpdf"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    if quiet:
+        from app.logs import configure_logging
+
+        configure_logging("info")
+    try:
+        return render_rate(n)
+    finally:
+        root.removeHandler(handler)
+
+
+def logging_cost(n: int, rounds: int = 3) -> dict:
+    """Before/after of the fontTools log cap, alternated in one process (the machine's noise
+    hits both alike); the best round of each."""
+    loud, quiet = [], []
+    for _ in range(rounds):
+        loud.append(render_under_worker_logging(n, quiet=False)["per_second_one_core"])
+        quiet.append(render_under_worker_logging(n, quiet=True)["per_second_one_core"])
+    return {"pdfs_per_round": n, "fonttools_logging_per_second": max(loud), "capped_per_second": max(quiet),
+            "ratio_capped_vs_logging": round(max(quiet) / max(loud), 2)}
+
+
 async def stage_rate(bootstrap: str, tmp: Path, s3, n: int) -> dict:
     w = Worker(bootstrap=bootstrap, tmp=tmp, partitions=PARTITIONS, extra_env={
         "CALLBILL_LOG_LEVEL": "warn", "CALLBILL_STORAGE_URL": f"s3://{s3.bucket}/bench{time.time_ns()}",
@@ -115,13 +149,15 @@ async def main() -> int:
     try:
         renders = render_rate(RENDERS)
         print(f"render, one core           {renders}")
+        logs = logging_cost(max(10, RENDERS // 4))
+        print(f"under a worker's logging   {logs}")
         stage = await stage_rate(bootstrap, tmp, s3, DOCS)
         print(f"documents stage to S3      {stage}")
         result = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "params": {"renders": RENDERS, "documents": DOCS, "partitions": PARTITIONS},
-            "render": renders, "documents_stage_s3": stage,
+            "render": renders, "render_under_worker_logging": logs, "documents_stage_s3": stage,
             "ratios": {"stage_vs_render_one_core": round(stage["per_second"] / renders["per_second_one_core"], 2)},
         }
         print(f"ratios {result['ratios']}")

@@ -236,6 +236,31 @@ def test_acknowledgement_only_when_the_invoice_is_late(make_worker, kafka_bootst
     assert len(mail_sink.messages()) == 3  # and never a second acknowledgement
 
 
+def test_the_dns_check_sends_an_undeliverable_domain_to_review(make_worker, kafka_bootstrap, mail_sink):
+    """CALLBILL_EMAIL_DNS_CHECK through a real DNS server on loopback: a domain with an MX is
+    mailed, one that does not exist is not tried and goes to review (edge case 3)."""
+    from dns_server import ZONES, LocalDns
+
+    with LocalDns(ZONES) as dns:
+        w = make_worker(partitions=1, extra_env={"CALLBILL_EMAIL_DNS_CHECK": "true",
+                                                 "CALLBILL_EMAIL_DNS_SERVERS": dns.address})
+        create_topics(kafka_bootstrap, w.prefix, w.partitions)
+        produce(kafka_bootstrap, w.topic("crm.customers"), [
+            ("C-MX", cust("C-MX", email="jane@callbill-ok.com")),
+            ("C-NX", cust("C-NX", email="jane@callbill-dead.com"))])
+        w.start()
+        produce(kafka_bootstrap, w.topic("callbill.billable"),
+                [("dns-ok", billable("dns-ok", "C-MX")), ("dns-dead", billable("dns-dead", "C-NX"))])
+        reviews = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=60,
+                            until=lambda m: any(r["interactionId"] == "dns-dead" for r in m))
+        assert wait_for(lambda: len(mail_sink.messages()) == 1, 60)
+        asked = dict(dns.resolver.asked)
+    assert [m["To"] for m in mail_sink.messages()] == ["jane@callbill-ok.com"]
+    assert [(r["interactionId"], r["reason"]) for r in reviews] == [("dns-dead", "PENDING_REVIEW:EMAIL_UNDELIVERABLE")]
+    assert "callbill-dead.com" not in json.dumps(reviews)  # the reason, not the address
+    assert asked[("callbill-ok.com", "MX")] == 1 and asked[("callbill-dead.com", "MX")] == 1
+
+
 def test_an_acknowledgement_past_its_deadline_is_given_up(make_worker, kafka_bootstrap, mail_sink):
     """The invoice is late (ERP failing) and the SMTP server is busy past the ack's deadline:
     no acknowledgement later than CALLBILL_ACK_DEADLINE_SECONDS after intake, ever; the

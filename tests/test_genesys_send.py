@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from adapters.email_dns import DeliverabilityCheck
 from adapters.genesys import AGENTLESS_EMAIL, AGENTLESS_MESSAGE, GenesysClient, RateLimiter
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from fake_genesys import FakeGenesys
@@ -97,14 +96,3 @@ def test_answers_map_to_retry_rejected_and_unconfirmed(fake):
     run(go())
     assert len(fake.emails) == 1 and [m["textBody"] for m in fake.messages] == ["after a new token"]
     assert fake.count("POST", AGENTLESS_MESSAGE) >= 5
-
-
-def test_dns_check_is_cached_per_domain(monkeypatch):
-    calls = []
-    check = DeliverabilityCheck(ttl=60)
-    monkeypatch.setattr(check, "_check", lambda a: calls.append(a) or ("no MX" if "dead" in a else None))
-
-    async def go():
-        return [await check.problem(a) for a in ("a@ok.example", "b@OK.example", "c@dead.example", "d@dead.example")]
-    assert run(go()) == [None, None, "no MX", "no MX"]
-    assert len(calls) == 2

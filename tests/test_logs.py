@@ -1,0 +1,28 @@
+"""Log configuration: JSON lines with the interaction, quiet libraries."""
+from __future__ import annotations
+
+import json
+import logging
+
+from app.logs import JsonFormatter, configure_logging, current_interaction
+
+
+def test_font_subsetting_does_not_log_under_a_debug_root():
+    logging.getLogger().setLevel(logging.DEBUG)  # as Faust leaves it
+    configure_logging("info")
+    for name in ("fontTools.subset", "fontTools.ttLib", "fpdf.output"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    assert logging.getLogger("fontTools.subset").isEnabledFor(logging.WARNING)
+
+
+def test_a_line_names_the_interaction_being_handled():
+    fmt = JsonFormatter()
+    rec = logging.LogRecord("callbill.x", logging.WARNING, __file__, 1, "retrying", None, None)
+    assert "interactionId" not in json.loads(fmt.format(rec))
+    token = current_interaction.set("iid-42")
+    try:
+        assert json.loads(fmt.format(rec))["interactionId"] == "iid-42"
+        rec.interactionId = "explicit"  # a line that names one keeps its own
+        assert json.loads(fmt.format(rec))["interactionId"] == "explicit"
+    finally:
+        current_interaction.reset(token)
