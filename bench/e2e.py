@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -58,7 +59,8 @@ RATE = float(os.environ.get("BENCH_E2E_RATE", 100))
 # and a load below one worker's capacity, where the latency is the pipeline's own, not a queue's
 LOW_RATE = float(os.environ.get("BENCH_E2E_LOW_RATE", 5))
 LOW_EVENTS = int(os.environ.get("BENCH_E2E_LOW_EVENTS", 300))
-PROFILE_SECONDS = int(os.environ.get("BENCH_E2E_PROFILE", 60))  # py-spy on the 1-worker run; 0: off
+PROFILE_SECONDS = int(os.environ.get("BENCH_E2E_PROFILE", 60))
+STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
 CARD = re.compile(r"\b(?:\d[ -]?){15}\d\b")
@@ -139,7 +141,9 @@ async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float,
     try:
         await assign_from_start(c, topic, wait=60)
         deadline = time.monotonic() + timeout
+        progress, dumped = time.monotonic(), False
         while time.monotonic() < deadline and not want <= set(got):
+            before = len(got)
             for msgs in (await c.getmany(timeout_ms=1000)).values():
                 for m in msgs:
                     d = json.loads(m.value)
@@ -147,6 +151,20 @@ async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float,
                         got.setdefault(d["interactionId"], d)
             for pid in pids:
                 peak[pid] = max(peak.get(pid, 0.0), rss_mib(pid))
+            if len(got) > before:
+                progress, dumped = time.monotonic(), False
+            elif time.monotonic() - progress > STALL_SECONDS and not dumped:
+                # no delivery for a while: every worker writes its asyncio tasks' stacks to its log
+                print(f"  no delivery for {STALL_SECONDS} s at {len(got)}: SIGUSR1 to the workers "
+                      "(task stacks in their logs)", flush=True)
+                for pid in pids:
+                    os.kill(pid, signal.SIGUSR1)
+                dumped = True
+                peak.setdefault("stalls", 0)
+                peak["stalls"] += 1
+            if time.monotonic() - progress > GIVE_UP_SECONDS:
+                print(f"  gave up: no delivery for {GIVE_UP_SECONDS} s", flush=True)
+                break
     finally:
         await c.stop()
     return got
@@ -246,6 +264,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "latency_seconds": {"p50": round(pct(lat, 50), 3), "p95": round(pct(lat, 95), 3), "p99": round(pct(lat, 99), 3),
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
         "worker_cpu_seconds": list(cpu.values()), "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
+        "stalls": peak.get("stalls", 0),
         "pii": pii_scan(sink, logs, metrics),
         **({"profile": prof} if prof is not None else {}),
     }
