@@ -7,7 +7,6 @@ callbill.invoices when due): never dropped. A render failure needs a person: rev
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 
@@ -17,12 +16,12 @@ from adapters.storage import StorageError
 from agents.batching import Batch, Parked, park, run_batches
 from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
 from app import storage
-from app.fonts import fonts
+from app.render_pool import render_pdf
 from app.logs import error_site, get_logger
 from app.main import app, settings, topics
 from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
 from domain.backoff import next_delay
-from domain.invoice_pdf import Buyer, render
+from domain.invoice_pdf import Buyer
 from domain.ledger import LedgerEntry, State
 from domain.links import document_key
 from schemas.documents import DocumentStored
@@ -96,7 +95,7 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     await directory.ready()
     try:
         key = document_key(invoice.invoiceNumber, invoice.issueDate.year, invoice.issueDate.month)
-        pdf = await asyncio.to_thread(render, invoice, storage.seller(), buyer_for(invoice), fonts())
+        pdf = await render_pdf(invoice, storage.seller(), buyer_for(invoice))
     except Exception as e:  # noqa: BLE001 - a render failure needs a person, not a retry loop
         put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason="RENDER_FAILED"))
         await review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     link_ttl: float = Field(86400.0, gt=0, description="Seconds a document link stays valid (24 h); the renew link in the email issues a fresh one.")
     link_secret: SecretStr | None = Field(None, description="Key that signs document links and renew tokens; unset: derived from CALLBILL_WEBHOOK_SECRET (set it in production, and rotate both together).")
     s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs ('' for none); skipped with a warning where the server does not support it.")
+    render_processes: int = Field(1, ge=0, description="Child processes rendering invoice PDFs beside the event loop (fpdf2 is CPU-bound); 0: render in a thread.")
     documents_batch: int = Field(32, ge=1, description="Invoices the documents agent takes at once (rendered off the event loop, stored concurrently).")
     storage_attempts: int = Field(4, ge=1, description="Attempts per document store inside the documents agent before the invoice is parked on callbill.retry.")
     seller_name: str = Field("Callbill Demo Services Ltd", description="Seller's legal name on invoices.")

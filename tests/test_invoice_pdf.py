@@ -75,3 +75,32 @@ def test_zero_decimal_and_three_decimal_currencies_print_their_own_precision():
                  Buyer("Kenji Sato", (), "CUST-1"), fonts())
     page = text_of(pdf)[0]
     assert "5,005 JPY" in page and "2027-01-01" in page  # Tokyo: already the new year
+
+
+def test_the_render_process_gives_the_same_bytes_and_a_dead_one_is_replaced():
+    """PDFs render in a child process (app/render_pool.py); one killed mid-life costs nothing:
+    that invoice renders in a thread, the next in a new child, all byte-identical."""
+    import asyncio
+
+    from app import render_pool
+
+    inv = invoice()
+    seller, buyer = Seller("Callbill Demo Services Ltd", ("1 Example Street",)), Buyer("Jane Doe", ("1 Main St",))
+    local = render(inv, seller, buyer, fonts())
+
+    async def go() -> list[bytes]:
+        first = await render_pool.render_pdf(inv, seller, buyer)
+        children = list(render_pool._pool._processes.values())
+        assert children and all(p.pid for p in children)
+        for p in children:
+            p.kill()
+            p.join(10)
+        after_death = await render_pool.render_pdf(inv, seller, buyer)
+        fresh = await render_pool.render_pdf(inv, seller, buyer)
+        assert render_pool._pool is not None and all(p.is_alive() for p in render_pool._pool._processes.values())
+        return [first, after_death, fresh]
+
+    try:
+        assert asyncio.run(go()) == [local] * 3
+    finally:
+        render_pool.shutdown()
