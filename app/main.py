@@ -45,6 +45,9 @@ app = CallbillApp(
     broker_session_timeout=settings.session_timeout,
     broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     consumer_auto_offset_reset="earliest",
+    # small fetches: one stage's backlog must not stall the others (README, known problems)
+    broker_max_poll_records=settings.max_poll_records,
+    consumer_max_fetch_size=settings.fetch_max_bytes,
     web_port=settings.web_port,
     web_bind=settings.web_host,
     web_host=settings.web_host,

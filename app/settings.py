@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     link_ttl: float = Field(86400.0, gt=0, description="Seconds a document link stays valid (24 h); the renew link in the email issues a fresh one.")
     link_secret: SecretStr | None = Field(None, description="Key that signs document links and renew tokens; unset: derived from CALLBILL_WEBHOOK_SECRET (set it in production, and rotate both together).")
     s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs ('' for none); skipped with a warning where the server does not support it.")
+    max_poll_records: int = Field(200, ge=1, description="Records one fetch hands to the agents at the most: Faust pushes a fetch through one queue after another, so a large fetch for a busy stage (PDFs) holds up every other stage until it is through.")
+    fetch_max_bytes: int = Field(262144, ge=1024, description="Bytes fetched per partition at a time (Faust's default, 4 MiB, is minutes of PDF work on one partition).")
     render_processes: int = Field(1, ge=0, description="Child processes rendering invoice PDFs beside the event loop (fpdf2 is CPU-bound); 0: render in a thread.")
     documents_batch: int = Field(32, ge=1, description="Invoices the documents agent takes at once (rendered off the event loop, stored concurrently).")
     storage_attempts: int = Field(4, ge=1, description="Attempts per document store inside the documents agent before the invoice is parked on callbill.retry.")

@@ -134,7 +134,8 @@ async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> d
     return accepted
 
 
-async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float, peak: dict, pids: list[int]) -> dict:
+async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float, peak: dict, pids: list[int],
+                     pauses: list[float]) -> dict:
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     got: dict[str, dict] = {}
@@ -152,16 +153,18 @@ async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float,
             for pid in pids:
                 peak[pid] = max(peak.get(pid, 0.0), rss_mib(pid))
             if len(got) > before:
+                if dumped:
+                    pauses.append(round(time.monotonic() - progress, 1))
                 progress, dumped = time.monotonic(), False
             elif time.monotonic() - progress > STALL_SECONDS and not dumped:
-                # no delivery for a while: every worker writes its asyncio tasks' stacks to its log
-                print(f"  no delivery for {STALL_SECONDS} s at {len(got)}: SIGUSR1 to the workers "
-                      "(task stacks in their logs)", flush=True)
-                for pid in pids:
-                    os.kill(pid, signal.SIGUSR1)
+                # no delivery for a while: said and measured (BENCH_E2E_TASK_DUMP=1 also has the
+                # workers write their asyncio tasks to their logs; mode's dump holds local
+                # variables, so the PII scan of that run's logs is not meaningful)
+                print(f"  no delivery for {STALL_SECONDS} s at {len(got)}", flush=True)
+                if os.environ.get("BENCH_E2E_TASK_DUMP") == "1":
+                    for pid in pids:
+                        os.kill(pid, signal.SIGUSR1)
                 dumped = True
-                peak.setdefault("stalls", 0)
-                peak["stalls"] += 1
             if time.monotonic() - progress > GIVE_UP_SECONDS:
                 print(f"  gave up: no delivery for {GIVE_UP_SECONDS} s", flush=True)
                 break
@@ -245,7 +248,8 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     if PROFILE_SECONDS and workers == 1 and rate is None:
         spy = asyncio.create_task(profile(pids[0], PROFILE_SECONDS, tmp / f"{run}.pyspy.txt"))
     peak: dict[int, float] = {}
-    got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600, peak, pids)
+    pauses: list[float] = []  # seconds without a delivery, where longer than STALL_SECONDS
+    got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600, peak, pids, pauses)
     accepted = await poster
     prof = await spy if spy else None
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
@@ -264,10 +268,18 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "latency_seconds": {"p50": round(pct(lat, 50), 3), "p95": round(pct(lat, 95), 3), "p99": round(pct(lat, 99), 3),
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
         "worker_cpu_seconds": list(cpu.values()), "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
-        "stalls": peak.get("stalls", 0),
+        "delivery_pauses_seconds": pauses,
         "pii": pii_scan(sink, logs, metrics),
         **({"profile": prof} if prof is not None else {}),
     }
+
+
+def card_in(text: str) -> bool:
+    """A Luhn-valid card number, as the redaction pass sees them (domain/redaction.py): a
+    16-digit float in a metric or a 16-digit invoice counter is not one."""
+    from domain.redaction import redact
+
+    return any(redact(m.group(0)) != m.group(0) for m in CARD.finditer(text))
 
 
 def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
@@ -278,13 +290,13 @@ def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
         head = "".join(f"{k}: {v}\n" for k, v in m.items())
         if "Person" in head:
             problems["name in a header or subject"] += 1
-        if CARD.search(m.as_string()):
+        if card_in(m.as_string()):
             problems["card number in an email"] += 1
     for text, where in ((logs, "log"), (metrics, "metrics")):
         for needle in ("Person", "@example.com", "Benchmark Road", "Hauptstrasse", "5550100", "Alex Agent"):
             if needle in text:
                 problems[f"{needle!r} in {where}"] += 1
-        if CARD.search(text):
+        if card_in(text):
             problems[f"card number in {where}"] += 1
     return {"emails_scanned": len(sink.messages()), "problems": dict(problems)}
 
