@@ -22,7 +22,7 @@ test: install            ## the whole suite; starts its own Kafka unless CALLBIL
 	$(PY) -m pytest -q
 
 unit: install            ## pure-logic tests only (no broker)
-	$(PY) -m pytest -q tests/test_domain_intake.py tests/test_schemas.py tests/test_settings.py
+	$(PY) -m pytest -q tests/test_domain_*.py tests/test_schemas.py tests/test_settings.py tests/test_logs.py tests/test_email_dns.py tests/test_invoice_pdf.py
 
 up: install              ## local Kafka (KRaft), SeaweedFS S3 and the SMTP sink, under ./var
 	$(CALLBILL) dev up

@@ -42,9 +42,9 @@ def configure_logging(level: str) -> None:
     lib_level = max(logging.INFO, _level(level))
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(lib_level)
-    # fontTools' subsetter logs (and times) every step of every PDF at DEBUG and INFO: under
-    # Faust's DEBUG root each of those records was built and offered to every handler,
-    # about a fifth of a worker's CPU in the bench.e2e profile
+    # fontTools' subsetter logs every step of every PDF at INFO (~25 lines a PDF): under
+    # Faust's DEBUG root they went to the worker's log, 18 % of its profile samples while
+    # renders ran in a thread (BENCHMARKS.md)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
     # faust.topics logs a failed send with the whole message (its value may hold personal
