@@ -22,9 +22,9 @@ def resolver_for(nameservers: list[str], timeout: float) -> dns.resolver.Resolve
     """A resolver asking only these servers ("host" or "host:port"), not /etc/resolv.conf."""
     r = dns.resolver.Resolver(configure=False)
     servers = []
-    for item in nameservers:
-        host, _, port = item.strip().rpartition(":") if item.count(":") == 1 else (item.strip(), "", "53")
-        servers.append(dns.nameserver.Do53Nameserver(host or item.strip(), int(port or 53)))
+    for item in (x.strip() for x in nameservers):
+        host, port = item.split(":") if item.count(":") == 1 else (item, "53")  # IPv6: no port
+        servers.append(dns.nameserver.Do53Nameserver(host, int(port)))
     r.nameservers = servers
     r.lifetime = timeout
     return r
