@@ -85,8 +85,9 @@ def customers() -> list[dict]:
 def workload(n: int, run: str) -> tuple[list[dict], set[str]]:
     """The bodies to post, in order, and the interactions that must end up delivered."""
     bodies, delivered = [], set()
-    fresh = int(n / 1.1)  # 10 % of the posts repeat an earlier interaction
-    for i in range(fresh):
+    i = -1
+    while len(bodies) < n:  # 1 post in 11 repeats an earlier interaction
+        i += 1
         iid = f"{run}-{i:06d}"
         kind = i % 100
         body = {"interactionId": iid, "timestamp": "2026-11-24T22:15:00Z", "durationSeconds": 60 + i % 900,
