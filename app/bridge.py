@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from app.logs import get_logger
 from app.main import app, settings
 from app.metrics import BRIDGE_LATENCY, BRIDGE_REQUESTS
+from app.openapi import document
 from app.topics import topic_name
 from schemas.errors import field_errors
 from schemas.events import utcnow
@@ -198,3 +199,9 @@ class WebhookView(View):
 class EventBridgeView(View):
     async def post(self, request: Request) -> Response:
         return await accept("eventbridge", EventBridgeEvent, "eventbridge", self, request)
+
+
+@app.page("/openapi.json")
+class OpenAPIView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(document())

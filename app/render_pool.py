@@ -6,12 +6,16 @@ worker delivered about half of what one core renders alone. A child process rend
 its own core while the loop goes on with Kafka, the ERP, S3 and SMTP. The child loads the
 fonts once (app/fonts.py); a child that dies (killed, out of memory) is replaced and that
 one invoice is rendered in a thread instead, so a broken pool never becomes a review item.
+A child whose worker is gone (kill -9 included) exits within a second rather than linger.
 CALLBILL_RENDER_PROCESSES=0 keeps rendering in a thread.
 """
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -30,9 +34,17 @@ def render_invoice(invoice: Invoice, seller: Seller, buyer: Buyer) -> bytes:
     return render(invoice, seller, buyer, fonts())
 
 
-def _warm() -> None:
+def _exit_with(parent: int) -> None:
+    # the child holds both ends of its call queue, so it never sees the worker go by EOF
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _warm(parent: int) -> None:
     from app.logs import configure_logging
 
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-worker", daemon=True).start()
     configure_logging(get_settings().log_level)
     fonts()
 
@@ -42,7 +54,8 @@ def _executor() -> ProcessPoolExecutor:
     if _pool is None:
         # spawn, not fork: the worker has threads (Kafka client, renders) a fork would copy mid-flight
         _pool = ProcessPoolExecutor(max_workers=get_settings().render_processes,
-                                    mp_context=multiprocessing.get_context("spawn"), initializer=_warm)
+                                    mp_context=multiprocessing.get_context("spawn"), initializer=_warm,
+                                    initargs=(os.getpid(),))
     return _pool
 
 

@@ -6,9 +6,16 @@ coerced into something nobody sent.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+def _integral(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+# JSON has one number type: 60.0 is the integer 60 (as JSON Schema says), "60" is not.
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 EVENT_TOPIC = re.compile(
@@ -26,7 +33,7 @@ class WebhookPayload(BaseModel):
     # (the guide's first trap), it must not be a 4xx that the sender drops.
     customerId: StrictStr | None = Field(None, max_length=128)
     timestamp: AwareDatetime
-    durationSeconds: StrictInt = Field(ge=0, le=7 * 24 * 3600)
+    durationSeconds: JsonInt = Field(ge=0, le=7 * 24 * 3600)
     agentName: StrictStr | None = Field(None, max_length=256)
     serviceType: StrictStr | None = Field(None, max_length=256)
     billingCode: StrictStr = Field(max_length=256)

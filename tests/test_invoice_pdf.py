@@ -104,3 +104,46 @@ def test_the_render_process_gives_the_same_bytes_and_a_dead_one_is_replaced():
         assert asyncio.run(go()) == [local] * 3
     finally:
         render_pool.shutdown()
+
+
+def test_a_render_process_does_not_outlive_its_worker(tmp_path):
+    """kill -9 of a worker (the chaos run does it three times) must not leave its render child behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import asyncio, time\n"
+        "from app import render_pool\n"
+        "from test_invoice_pdf import invoice\n"
+        "from domain.invoice_pdf import Buyer, Seller\n"
+        "if __name__ == '__main__':  # spawn imports this module again in the child\n"
+        "    asyncio.run(render_pool.render_pdf(invoice(), Seller('S', ('1 St',)), Buyer('B', ('2 St',))))\n"
+        "    print(*[p.pid for p in render_pool._pool._processes.values()], flush=True)\n"
+        "    time.sleep(600)\n")
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        children = [int(x) for x in proc.stdout.readline().split()]
+        assert children
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init to reap it is gone
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(p) for p in children), "the render child outlived its worker"
+    finally:
+        proc.kill()

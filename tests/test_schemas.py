@@ -19,8 +19,15 @@ def test_guide_payload_is_accepted():
     assert WebhookPayload.model_validate(GOOD).durationSeconds == 754
 
 
+def test_an_integral_json_number_is_an_integer():
+    # JSON Schema's "integer" (the published OpenAPI document) includes 754.0; schemathesis found the gap
+    got = WebhookPayload.model_validate({**GOOD, "durationSeconds": 754.0})
+    assert got.durationSeconds == 754 and type(got.durationSeconds) is int
+
+
 @pytest.mark.parametrize("field,value", [
     ("durationSeconds", "754"), ("durationSeconds", 75.4), ("durationSeconds", True), ("durationSeconds", -1),
+    ("durationSeconds", float("inf")), ("durationSeconds", 1e300), ("durationSeconds", "754.0"),
     ("timestamp", "2026-11-24T22:15:00"), ("timestamp", "yesterday"), ("interactionId", 123),
     ("interactionId", ""), ("interactionId", "has space"), ("billingCode", None), ("customerId", 42),
 ])
