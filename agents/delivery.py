@@ -31,7 +31,7 @@ from app.writes import durably
 from domain.backoff import next_delay
 from domain.bounces import message_id as build_message_id
 from domain.delivery import AddressError, EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email, route
-from domain.ledger import State
+from domain.ledger import LedgerEntry, State
 from domain.messages import MessageData, amount_text, invoice_email, invoice_sms, local_time
 from schemas.customers import Customer
 from schemas.deliveries import Bounce, Delivery, PostalJob, PostalRecipient
@@ -150,6 +150,31 @@ async def to_review(iid: str, reason: str, detail: str, **changes) -> None:
     await audit(STAGE, iid, "REVIEW", reason)
 
 
+async def announce_again(iid: str, entry: LedgerEntry) -> None:
+    """The records of a decided outcome, written again: the delivery (or the refusal's
+    bounce or review). Consumers take them by interactionId and attempt, so twice is fine."""
+    outcome = entry.delivery or {}
+    if outcome.get("status") == "SENT":
+        done = Delivery.model_validate({k: v for k, v in outcome.items() if k in Delivery.model_fields})
+        await publish("callbill.deliveries", iid, done, wait=False)
+        await audit(STAGE, iid, "DELIVERED", f"{done.channel} (republished after a restart)")
+    elif entry.state is State.REVIEW:
+        await review(STAGE, iid, entry.reason or f"DELIVERY_REJECTED:{outcome.get('channel')}",
+                     detail=outcome.get("reason"))
+        await audit(STAGE, iid, "REVIEW", entry.reason)
+    elif "bounceStatus" in outcome:  # a hard bounce the bounce agent may not have seen
+        await directory.ready()
+        customer = directory.customers.get(Invoice.model_validate(entry.invoice).customerReference)
+        if customer is None or not customer.email:
+            await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
+            return
+        await publish("callbill.bounces", iid, Bounce(
+            address=normalize_email(customer.email).lower(), kind="hard", status=outcome["bounceStatus"],
+            diagnostic=outcome.get("reason") or "", interactionId=iid, messageId=message_id(iid, "invoice"),
+            source="smtp"))
+        await audit(STAGE, iid, "BOUNCED", outcome.get("reason"))
+
+
 async def deliver(event: faust.EventT, batch: Batch) -> None:
     doc: DocumentStored = parse(DocumentStored, event.value)  # type: ignore[assignment]
     iid = doc.interactionId
@@ -167,7 +192,14 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         entry = await durably(update_entry, iid, reissued=[*entry.reissued, run],
                               deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
     if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
+        if entry.deliverySource == source:
+            # redelivered after a crash: the ledger has the outcome, but what announces it
+            # may not have landed before the worker died. Announced again; nothing is sent.
+            await announce_again(iid, entry)
+            return
         await audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
         return
     if entry.deliveryIntent and entry.deliveryIntent.get("attempt", 1) >= attempt:
@@ -202,13 +234,13 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         failed = {"attempt": attempt, "channel": channel, "status": "FAILED", "reason": e.reason,
                   "at": utcnow().isoformat()}
         if e.bounce and isinstance(r, EmailRoute):
-            update_entry(iid, delivery=failed)
+            update_entry(iid, delivery={**failed, "bounceStatus": e.status}, deliverySource=source)
             await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="hard", status=e.status,
                                                          diagnostic=e.reason, interactionId=iid, messageId=mid,
                                                          source="smtp"))
             await audit(STAGE, iid, "BOUNCED", e.reason)
         else:
-            await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed)
+            await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed, deliverySource=source)
         return
     if isinstance(outcome, Parked):
         # nothing was sent: the intent (if one was written) is withdrawn so the retry may send
@@ -229,7 +261,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
                     providerId=provider_id, attempt=attempt,
                     # only an SMTP send carries our Message-ID; Genesys gives its own conversation id
                     messageId=mid if transport == "smtp" else None)
-    update_entry(iid, state=State.DELIVERED, reason=None,
+    update_entry(iid, state=State.DELIVERED, reason=None, deliverySource=source,
                  delivery={**done.model_dump(mode="json", exclude_none=True), "status": "SENT"})
     await publish("callbill.deliveries", iid, done, wait=False)
     END_TO_END.observe(max(0.0, (done.time - invoice.serviceAt).total_seconds()))
