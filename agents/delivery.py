@@ -21,8 +21,7 @@ import faust
 
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.batching import Batch, Parked, attempt_of, park, run_batches
-from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
-                            source_of)
+from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
 from app import delivery as transports
 from app.logs import get_logger
 from app.main import app, settings, topics
@@ -169,15 +168,11 @@ async def announce_again(iid: str, entry: LedgerEntry) -> None:
         if customer is None or not customer.email:
             await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
             return
-        await hard_bounce(iid, normalize_email(customer.email), outcome["bounceStatus"], outcome.get("reason") or "")
-
-
-async def hard_bounce(iid: str, address: str, status: str | None, reason: str) -> None:
-    """To the bounce agent, which suppresses the address and opens the review."""
-    await publish("callbill.bounces", iid, Bounce(address=address.lower(), kind="hard", status=status,
-                                                 diagnostic=reason, interactionId=iid,
-                                                 messageId=message_id(iid, "invoice"), source="smtp"))
-    await audit(STAGE, iid, "BOUNCED", reason)
+        await publish("callbill.bounces", iid, Bounce(
+            address=normalize_email(customer.email).lower(), kind="hard", status=outcome["bounceStatus"],
+            diagnostic=outcome.get("reason") or "", interactionId=iid, messageId=message_id(iid, "invoice"),
+            source="smtp"))
+        await audit(STAGE, iid, "BOUNCED", outcome.get("reason"))
 
 
 async def deliver(event: faust.EventT, batch: Batch) -> None:
@@ -197,7 +192,8 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         entry = await durably(update_entry, iid, reissued=[*entry.reissued, run],
                               deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
-    source = source_of(event)
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
     if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
         if entry.deliverySource == source:
             # redelivered after a crash: the ledger has the outcome, but what announces it
@@ -239,7 +235,10 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
                   "at": utcnow().isoformat()}
         if e.bounce and isinstance(r, EmailRoute):
             update_entry(iid, delivery={**failed, "bounceStatus": e.status}, deliverySource=source)
-            await hard_bounce(iid, r.address, e.status, e.reason)
+            await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="hard", status=e.status,
+                                                         diagnostic=e.reason, interactionId=iid, messageId=mid,
+                                                         source="smtp"))
+            await audit(STAGE, iid, "BOUNCED", e.reason)
         else:
             await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed, deliverySource=source)
         return

@@ -14,8 +14,7 @@ import faust
 
 from adapters.storage import StorageError
 from agents.batching import Batch, Parked, park, run_batches
-from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
-                            source_of)
+from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
 from app import storage
 from app.render_pool import render_pdf
 from app.logs import error_site, get_logger
@@ -76,7 +75,8 @@ async def stored(invoice: Invoice, key: str, sha: str, size: int) -> DocumentSto
 async def document(event: faust.EventT, batch: Batch) -> None:
     invoice: Invoice = parse(Invoice, event.value)  # type: ignore[assignment]
     iid = invoice.interactionId
-    source = source_of(event)
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
                                           invoiceNumber=invoice.invoiceNumber)

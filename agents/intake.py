@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import faust
 
-from agents.routing import audit, guarded, parse, publish, review, source_of
+from agents.routing import audit, guarded, parse, publish, review
 from app.main import app, settings, topics
 from domain.intake import Outcome, decide
 from schemas.deliveries import AckDue
@@ -22,7 +22,8 @@ STAGE = "intake"
 async def handle(event: faust.EventT) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
-    source = source_of(event)
+    msg = event.message
+    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
     decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow(), source)
     if decision.entry is not None:
         put_entry(iid, decision.entry)
