@@ -98,7 +98,7 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
     source = f"{msg.topic}/{msg.partition}/{msg.offset}"
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
-    if entry.state in ISSUED:
+    if entry.invoice or entry.state in ISSUED:  # issued once: a later stage's review included
         invoice = Invoice.model_validate(entry.invoice) if entry.invoice else None
         if invoice is not None:
             catch_up_counter(invoice)

@@ -31,7 +31,6 @@ from tables.directory import directory
 from tables.ledger import get_entry, put_entry
 
 STAGE = "documents"
-DONE = (State.DOCUMENTED, State.DELIVERED)
 log = get_logger("documents")
 
 
@@ -81,7 +80,9 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
                                           invoiceNumber=invoice.invoiceNumber)
     reissue = header(event, REISSUE_HEADER)  # callbill replay --force-reissue: render and send again
-    if entry.state in DONE and entry.documentKey and not reissue:
+    # stored once: in any later state, a review by delivery included (re-rendering would
+    # overwrite that review's state in the ledger)
+    if entry.documentKey and not reissue:
         if entry.documentSource == source and entry.document:
             # redelivered: the document message may not have landed; same object, fresh link
             doc = DocumentStored.model_validate(entry.document)

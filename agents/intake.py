@@ -12,11 +12,21 @@ import faust
 from agents.routing import audit, guarded, parse, publish, review
 from app.main import app, settings, topics
 from domain.intake import Outcome, decide
+from domain.ledger import LedgerEntry
 from schemas.deliveries import AckDue
 from schemas.events import InteractionCompleted, utcnow
 from tables.ledger import get_entry, put_entry
 
 STAGE = "intake"
+
+
+async def due_ack(iid: str, interaction: InteractionCompleted, entry: LedgerEntry | None) -> None:
+    """The "Processing Received" acknowledgement falls due (agents/acks.py sends it once)."""
+    if settings.ack_after_seconds > 0 and interaction.customerId and entry is not None:
+        at = entry.firstSeen
+        await publish("callbill.acks", iid, AckDue(
+            interactionId=iid, customerId=interaction.customerId, intakeAt=at,
+            dueAt=at + timedelta(seconds=settings.ack_after_seconds)), wait=False)
 
 
 async def handle(event: faust.EventT) -> None:
@@ -36,15 +46,15 @@ async def handle(event: faust.EventT) -> None:
             await review(STAGE, iid, Outcome.MISSING_CUSTOMER, interaction,
                          detail="the interaction has no customer id; fix the contact and resubmit")
             await audit(STAGE, iid, "REVIEW", Outcome.MISSING_CUSTOMER)
+        case Outcome.FORWARD if decision.again:
+            # its forward landed (a later stage took it), its audit and ack may not have
+            await audit(STAGE, iid, decision.outcome, "read again after a restart; already forwarded")
+            await due_ack(iid, interaction, get_entry(iid))
         case Outcome.FORWARD:
             # Not awaited: Faust flushes the producer before committing this offset, and
             # a redelivery of this very message is recognised by the ledger's `source`.
             await publish("callbill.billable", iid, interaction, wait=False)
-            if settings.ack_after_seconds > 0 and interaction.customerId:
-                at = decision.entry.firstSeen
-                await publish("callbill.acks", iid, AckDue(
-                    interactionId=iid, customerId=interaction.customerId, intakeAt=at,
-                    dueAt=at + timedelta(seconds=settings.ack_after_seconds)), wait=False)
+            await due_ack(iid, interaction, decision.entry)
             await audit(STAGE, iid, decision.outcome)
 
 

@@ -198,6 +198,8 @@ def check(bootstrap: str, w: Worker, erp: ReferenceErp, sink: SmtpSink, n: int, 
         "emails": sum(per_message.values()),
         "duplicate_emails": sorted(k for k, v in per_message.items() if v > 1 and ".invoice@" in k),
         "audit_incomplete": sorted(incomplete)[:20], "audit_incomplete_count": len(incomplete),
+        # what each of those has, to tell which stage's record went missing
+        "audit_incomplete_stories": {i: sorted(story[i]) for i in sorted(incomplete)[:20]},
     }
 
 

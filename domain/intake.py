@@ -21,6 +21,9 @@ class Outcome(StrEnum):
 class Decision:
     outcome: Outcome
     entry: LedgerEntry | None  # the ledger entry to write; None: leave the ledger alone
+    # FORWARD of a message read again after a crash whose forward had already landed (a
+    # later stage has moved the entry on): its audit is written again, nothing is sent
+    again: bool = False
 
 
 def interaction_from_webhook(p: WebhookPayload) -> InteractionCompleted:
@@ -61,8 +64,11 @@ def decide(
         # opened by a later stage (billing, documents) is theirs to resubmit
         own_review = entry.state is State.REVIEW and entry.reason == Outcome.MISSING_CUSTOMER
         retry_review = own_review and has_customer
-        redelivered = source is not None and entry.source == source and (entry.state is State.RECEIVED or own_review)
-        if not (retry_review or redelivered):
+        same_message = source is not None and entry.source == source
+        if same_message and not (entry.state is State.RECEIVED or own_review):
+            # this very message again, after billing (or later) took it: not a duplicate
+            return Decision(Outcome.FORWARD, None, again=True)
+        if not (retry_review or same_message):
             return Decision(Outcome.DUPLICATE, entry.touched(now, duplicates=entry.duplicates + 1))
     first = entry.firstSeen if entry else now
     if not has_customer:

@@ -33,7 +33,9 @@ def test_billable_event_goes_from_http_to_callbill_billable(bridge, kafka_bootst
     assert record["endedAt"].startswith("2026-11-24T22:20:00")
     audit = read_json(kafka_bootstrap, bridge.topic("callbill.audit"),
                       until=lambda msgs: any(m["interactionId"] == i and m["stage"] == "intake" for m in msgs))
-    assert [(a["stage"], a["outcome"]) for a in audit if a["interactionId"] == i] == [
+    # (billing may have decided too by the time the read ends: its records are not this test's)
+    assert [(a["stage"], a["outcome"]) for a in audit
+            if a["interactionId"] == i and a["stage"] in ("assemble", "intake")] == [
         ("assemble", "ASSEMBLED"), ("intake", "FORWARDED")]
 
 

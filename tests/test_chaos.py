@@ -19,6 +19,6 @@ def test_kill_broker_restart_erp_s3_and_smtp_faults_lose_nothing_and_send_nothin
     assert result["neither_count"] == 0, result
     assert result["erp_keys_created_twice"] == [] and result["erp_invoices"] >= result["delivered"]
     assert result["duplicate_emails"] == []
-    assert result["audit_incomplete_count"] == 0
+    assert result["audit_incomplete_count"] == 0, result["audit_incomplete_stories"]
     assert ok(result)
     assert result["kills"] >= 1 and result["worker_restarts"] >= result["kills"]

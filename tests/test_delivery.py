@@ -438,3 +438,66 @@ def test_a_document_read_again_after_a_crash_announces_its_delivery_again_and_ma
     time.sleep(2)
     assert len(mail_sink.messages()) == 1  # never mailed twice
     assert len(read_json(kafka_bootstrap, w.topic("callbill.deliveries"), timeout=5)) == 2
+
+
+def test_every_stage_read_again_after_a_later_stages_review_keeps_the_review_and_issues_nothing_new(
+        make_worker, kafka_bootstrap, mail_sink):
+    """A kill leaves each stage's last batch uncommitted, though the ledger has moved on (a
+    chaos run lost intake's FORWARDED this way: read again, it was taken for a duplicate).
+    Here delivery had put the interaction in review; then intake, billing and documents
+    read their messages again and billing gets a replayed copy. Each audits its decision
+    again; there is no second invoice or render, and the ledger stays in review."""
+    import asyncio
+
+    import httpx
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = {"Authorization": "Bearer again-admin", "X-Callbill-Actor": "olga"}
+    w = make_worker(partitions=1, extra_env={"CALLBILL_ADMIN_TOKEN": "again-admin"})
+    create_topics(kafka_bootstrap, w.prefix, w.partitions)
+    # postal only, and no postal address: delivery sends it to review (no route)
+    produce(kafka_bootstrap, w.topic("crm.customers"), [("C-NR", cust(
+        "C-NR", email="nr@example.com", postalAddress=None,
+        preferences={"transactionalEmail": False, "sms": False, "postal": True}))])
+    w.start()
+    interaction = billable("nr-1", "C-NR")
+    produce(kafka_bootstrap, w.topic("callbill.interactions"), [("nr-1", interaction)])
+    read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=90,
+              until=lambda m: any(r["stage"] == "delivery" for r in m))
+    w.stop()
+
+    async def rewind() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.app_id, enable_auto_commit=False)
+        await c.start()
+        tps = [TopicPartition(w.topic(t), 0) for t in ("callbill.interactions", "callbill.billable", "callbill.invoices")]
+        c.assign(tps)
+        await c.commit({tp: 0 for tp in tps})
+        await c.stop()
+
+    asyncio.run(rewind())
+    produce(kafka_bootstrap, w.topic("callbill.billable"), [("nr-1", interaction)])  # a replay: a new message
+    w.start()
+
+    def told(m: list[dict]) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        for a in m:
+            if a["interactionId"] == "nr-1":
+                out.setdefault(a["stage"], []).append((a["outcome"], a.get("reason") or ""))
+        return out
+
+    audit = told(read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=90, until=lambda m: (
+        len(told(m).get("intake", [])) >= 2 and len(told(m).get("billing", [])) >= 3
+        and len(told(m).get("documents", [])) >= 2)))
+    assert [o for o, _ in audit["intake"]] == ["FORWARDED", "FORWARDED"], audit
+    assert "read again" in audit["intake"][1][1]
+    assert sorted(o for o, _ in audit["billing"]) == ["ALREADY_BILLED", "BILLED", "BILLED"], audit
+    assert [o for o, r in audit["documents"] if o == "DOCUMENTED" and "republished" not in r] == ["DOCUMENTED"], audit
+    time.sleep(3)
+    numbers = {i["invoiceNumber"] for i in read_json(kafka_bootstrap, w.topic("callbill.invoices"), timeout=5)}
+    assert len(numbers) == 1  # one invoice, published again
+    billable_msgs = read_json(kafka_bootstrap, w.topic("callbill.billable"), timeout=5)
+    assert len(billable_msgs) == 2  # the first forward and the replay: intake sent nothing again
+    r = httpx.get(w.url + "/api/review/nr-1", headers=admin, timeout=30)
+    assert r.status_code == 200 and r.json()["ledger"]["state"] == "REVIEW", r.text
+    assert r.json()["item"]["stage"] == "delivery"
+    assert mail_sink.messages() == []

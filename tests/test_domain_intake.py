@@ -73,10 +73,19 @@ def test_redelivery_of_the_same_message_is_decided_again_not_taken_for_a_duplica
     assert again.outcome is Outcome.FORWARD and again.entry.firstSeen == NOW
 
 
-def test_later_stages_count_as_duplicates():
+def test_later_stages_count_a_new_message_as_a_duplicate():
     for state in (State.BILLED, State.DOCUMENTED, State.DELIVERED):
         entry = LedgerEntry(state=state, firstSeen=NOW, updatedAt=NOW, source="t/0/1")
-        assert decide(interaction_from_webhook(payload()), entry, CODES, NOW, "t/0/1").outcome is Outcome.DUPLICATE
+        assert decide(interaction_from_webhook(payload()), entry, CODES, NOW, "t/0/2").outcome is Outcome.DUPLICATE
+
+
+def test_the_same_message_after_a_later_stage_took_it_is_forwarded_again_in_the_audit_only():
+    """A kill after billing took the forward but before intake's audit landed (a chaos run
+    found one): read again, it is neither a duplicate nor sent on a second time."""
+    for state in (State.BILLED, State.DOCUMENTED, State.DELIVERED):
+        entry = LedgerEntry(state=state, firstSeen=NOW, updatedAt=NOW, source="t/0/1", duplicates=0)
+        d = decide(interaction_from_webhook(payload()), entry, CODES, NOW, "t/0/1")
+        assert (d.outcome, d.entry, d.again) == (Outcome.FORWARD, None, True)
 
 
 def test_review_then_fixed_customer_goes_through_but_repeat_without_does_not():
@@ -91,5 +100,6 @@ def test_a_later_stages_review_is_not_reopened_by_a_repeat():
                                  source="t/0/1")
     d = decide(interaction_from_webhook(payload()), billing_review, CODES, NOW + timedelta(minutes=1), "t/0/9")
     assert d.outcome is Outcome.DUPLICATE
-    # its own redelivery neither: billing already decided
-    assert decide(interaction_from_webhook(payload()), billing_review, CODES, NOW, "t/0/1").outcome is Outcome.DUPLICATE
+    # its own redelivery neither: billing already decided, intake's forward is audited again
+    again = decide(interaction_from_webhook(payload()), billing_review, CODES, NOW, "t/0/1")
+    assert (again.outcome, again.entry, again.again) == (Outcome.FORWARD, None, True)
