@@ -19,7 +19,7 @@ import faust
 
 from adapters.erp import ErpRejected, ErpRetryable
 from agents.batching import Batch, Parked, attempt_of, park, run_batches
-from agents.routing import audit, event_context, guard_one, parse, publish, review
+from agents.routing import audit, event_context, guard_one, parse, publish, review, source_of
 from app import erp
 from app.logs import get_logger
 from app.main import app, settings, topics
@@ -95,7 +95,7 @@ async def bill(event: faust.EventT, batch: Batch) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
     msg = event.message
-    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    source = source_of(event)
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
     if entry.invoice or entry.state in ISSUED:  # issued once: a later stage's review included

@@ -21,7 +21,8 @@ import faust
 
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.batching import Batch, Parked, attempt_of, park, run_batches
-from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
+from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
+                            source_of)
 from app import delivery as transports
 from app.logs import get_logger
 from app.main import app, settings, topics
@@ -168,11 +169,15 @@ async def announce_again(iid: str, entry: LedgerEntry) -> None:
         if customer is None or not customer.email:
             await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
             return
-        await publish("callbill.bounces", iid, Bounce(
-            address=normalize_email(customer.email).lower(), kind="hard", status=outcome["bounceStatus"],
-            diagnostic=outcome.get("reason") or "", interactionId=iid, messageId=message_id(iid, "invoice"),
-            source="smtp"))
-        await audit(STAGE, iid, "BOUNCED", outcome.get("reason"))
+        await hard_bounce(iid, normalize_email(customer.email), outcome["bounceStatus"], outcome.get("reason") or "")
+
+
+async def hard_bounce(iid: str, address: str, status: str | None, reason: str) -> None:
+    """To the bounce agent, which suppresses the address and opens the review."""
+    await publish("callbill.bounces", iid, Bounce(address=address.lower(), kind="hard", status=status,
+                                                 diagnostic=reason, interactionId=iid,
+                                                 messageId=message_id(iid, "invoice"), source="smtp"))
+    await audit(STAGE, iid, "BOUNCED", reason)
 
 
 async def deliver(event: faust.EventT, batch: Batch) -> None:
@@ -192,8 +197,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         entry = await durably(update_entry, iid, reissued=[*entry.reissued, run],
                               deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
-    msg = event.message
-    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    source = source_of(event)
     if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
         if entry.deliverySource == source:
             # redelivered after a crash: the ledger has the outcome, but what announces it
@@ -235,10 +239,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
                   "at": utcnow().isoformat()}
         if e.bounce and isinstance(r, EmailRoute):
             update_entry(iid, delivery={**failed, "bounceStatus": e.status}, deliverySource=source)
-            await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="hard", status=e.status,
-                                                         diagnostic=e.reason, interactionId=iid, messageId=mid,
-                                                         source="smtp"))
-            await audit(STAGE, iid, "BOUNCED", e.reason)
+            await hard_bounce(iid, r.address, e.status, e.reason)
         else:
             await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed, deliverySource=source)
         return

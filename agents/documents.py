@@ -14,7 +14,8 @@ import faust
 
 from adapters.storage import StorageError
 from agents.batching import Batch, Parked, park, run_batches
-from agents.routing import REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review
+from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
+                            source_of)
 from app import storage
 from app.render_pool import render_pdf
 from app.logs import error_site, get_logger
@@ -74,8 +75,7 @@ async def stored(invoice: Invoice, key: str, sha: str, size: int) -> DocumentSto
 async def document(event: faust.EventT, batch: Batch) -> None:
     invoice: Invoice = parse(Invoice, event.value)  # type: ignore[assignment]
     iid = invoice.interactionId
-    msg = event.message
-    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    source = source_of(event)
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
                                           invoiceNumber=invoice.invoiceNumber)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import faust
 
-from agents.routing import audit, guarded, parse, publish, review
+from agents.routing import audit, guarded, parse, publish, review, source_of
 from app.main import app, settings, topics
 from domain.intake import Outcome, decide
 from domain.ledger import LedgerEntry
@@ -32,8 +32,7 @@ async def due_ack(iid: str, interaction: InteractionCompleted, entry: LedgerEntr
 async def handle(event: faust.EventT) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
-    msg = event.message
-    source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+    source = source_of(event)
     decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow(), source)
     if decision.entry is not None:
         put_entry(iid, decision.entry)

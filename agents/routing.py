@@ -101,6 +101,12 @@ def event_context(event: faust.EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def source_of(event: faust.EventT) -> str:
+    """topic/partition/offset: the same message read again after a crash has the same source."""
+    msg = event.message
+    return f"{msg.topic}/{msg.partition}/{msg.offset}"
+
+
 def header(event: faust.EventT, name: str) -> str | None:
     headers = event.message.headers or []
     items = headers.items() if isinstance(headers, Mapping) else headers

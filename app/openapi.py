@@ -5,6 +5,7 @@ accepts; served at GET /openapi.json and fuzzed against the running bridge by sc
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from schemas.genesys import EVENT_TOPIC, EventBridgeEvent, WebhookPayload
@@ -71,6 +72,7 @@ def _schemas() -> dict[str, dict]:
     return out
 
 
+@cache
 def document() -> dict:
     return {
         "openapi": "3.1.0",
