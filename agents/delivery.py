@@ -210,7 +210,10 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         if entry.state is not State.REVIEW:
             await to_review(iid, "DELIVERY_UNCONFIRMED",
                             f"a {entry.deliveryIntent.get('channel')} send started and its outcome was never "
-                            "recorded (worker stopped mid-send); check with the customer before resending")
+                            "recorded (worker stopped mid-send); check with the customer before resending",
+                            deliverySource=source)
+        elif entry.deliverySource == source:
+            await announce_again(iid, entry)  # the review may not have landed before a crash
         return
 
     invoice = Invoice.model_validate(entry.invoice)
@@ -231,7 +234,8 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         outcome = await send_with_backoff(r, invoice, doc, customer, mid, batch, intent.record)
     except SendUnconfirmed as e:
         EXTERNAL_ERRORS.labels(system_of(r), "unconfirmed").inc()
-        await to_review(iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent")
+        await to_review(iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent",
+                        deliverySource=source)
         return
     except SendRejected as e:
         EXTERNAL_ERRORS.labels(system_of(r), "rejected").inc()

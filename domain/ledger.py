@@ -41,7 +41,7 @@ class LedgerEntry(BaseModel):
     deliveryAttempt: int = 1
     deliveryIntent: dict | None = None
     delivery: dict | None = None
-    deliverySource: str | None = None  # the document message whose send this outcome records
+    deliverySource: str | None = None  # the document message this outcome (or unconfirmed review) records
     softBounces: int = 0
     reissued: list[str] = []  # replay runs (--force-reissue) whose new delivery attempt was opened
     # the "Processing Received" acknowledgement, under the same rule

@@ -501,3 +501,44 @@ def test_every_stage_read_again_after_a_later_stages_review_keeps_the_review_and
     assert r.status_code == 200 and r.json()["ledger"]["state"] == "REVIEW", r.text
     assert r.json()["item"]["stage"] == "delivery"
     assert mail_sink.messages() == []
+
+
+def test_an_unconfirmed_send_read_again_announces_its_review_again_and_mails_nothing(
+        make_worker, kafka_bootstrap, mail_sink):
+    """The SMTP answer to DATA never comes in time: DELIVERY_UNCONFIRMED. A kill before its
+    review landed would leave the document to be read again with the ledger already in
+    review; that read must announce the review again (before, it wrote nothing)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    mail_sink.handler.data_delay = 6
+    w = make_worker(partitions=1, extra_env={"CALLBILL_SMTP_TIMEOUT": "2"})
+    create_topics(kafka_bootstrap, w.prefix, w.partitions)
+    produce(kafka_bootstrap, w.topic("crm.customers"), [("C-U", cust("C-U", email="u@example.com"))])
+    w.start()
+    produce(kafka_bootstrap, w.topic("callbill.billable"), [("u-1", billable("u-1", "C-U"))])
+    first = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=90,
+                      until=lambda m: any(r["reason"] == "DELIVERY_UNCONFIRMED" for r in m))
+    assert [r["reason"] for r in first] == ["DELIVERY_UNCONFIRMED"]
+    w.stop()
+    mail_sink.handler.data_delay = 0
+    mailed = len(mail_sink.messages())  # the held message may have arrived after all
+
+    async def rewind() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.app_id, enable_auto_commit=False)
+        await c.start()
+        tp = TopicPartition(w.topic("callbill.documents"), 0)
+        c.assign([tp])
+        await c.commit({tp: 0})
+        await c.stop()
+
+    asyncio.run(rewind())
+    w.start()
+    again = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=60, until=lambda m: len(m) >= 2)
+    assert [(r["stage"], r["reason"]) for r in again] == [("delivery", "DELIVERY_UNCONFIRMED")] * 2
+    audit = read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=30,
+                      until=lambda m: sum(a["stage"] == "delivery" for a in m) >= 2)
+    assert [a["outcome"] for a in audit if a["stage"] == "delivery"] == ["REVIEW", "REVIEW"]
+    time.sleep(2)
+    assert len(mail_sink.messages()) == mailed <= 1  # never sent again
