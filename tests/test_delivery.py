@@ -12,7 +12,7 @@ import pytest
 
 from app.reference_erp import ReferenceErp
 from fake_genesys import FakeGenesys
-from kafka_harness import create_topics, read_json
+from kafka_harness import create_topics, read_json, rewind
 from test_billing import billable, produce
 
 pytestmark = pytest.mark.kafka
@@ -404,10 +404,6 @@ def test_a_document_read_again_after_a_crash_announces_its_delivery_again_and_ma
     """A kill after the ledger had the outcome but before the delivery record and its audit
     landed (the chaos run found one): the document is read again from the same offset, since
     its batch was never committed. The record and the audit are written again; no second email."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     w = make_worker(partitions=1)
     create_topics(kafka_bootstrap, w.prefix, w.partitions)
     produce(kafka_bootstrap, w.topic("crm.customers"), [("C-R", cust("C-R", email="r@example.com"))])
@@ -417,15 +413,7 @@ def test_a_document_read_again_after_a_crash_announces_its_delivery_again_and_ma
     assert len(first) == 1 and wait_for(lambda: len(mail_sink.messages()) == 1, 30)
     w.stop()
 
-    async def rewind() -> None:  # the delivery stage's offset where an uncommitted batch leaves it
-        c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.app_id, enable_auto_commit=False)
-        await c.start()
-        tp = TopicPartition(w.topic("callbill.documents"), 0)
-        c.assign([tp])
-        await c.commit({tp: 0})
-        await c.stop()
-
-    asyncio.run(rewind())
+    rewind(kafka_bootstrap, w.app_id, [w.topic("callbill.documents")])
     w.start()
     again = read_json(kafka_bootstrap, w.topic("callbill.deliveries"), timeout=60, until=lambda m: len(m) >= 2)
     assert again == [first[0], first[0]]  # the same record, written again from the ledger
@@ -447,10 +435,7 @@ def test_every_stage_read_again_after_a_later_stages_review_keeps_the_review_and
     Here delivery had put the interaction in review; then intake, billing and documents
     read their messages again and billing gets a replayed copy. Each audits its decision
     again; there is no second invoice or render, and the ledger stays in review."""
-    import asyncio
-
     import httpx
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     admin = {"Authorization": "Bearer again-admin", "X-Callbill-Actor": "olga"}
     w = make_worker(partitions=1, extra_env={"CALLBILL_ADMIN_TOKEN": "again-admin"})
@@ -466,15 +451,8 @@ def test_every_stage_read_again_after_a_later_stages_review_keeps_the_review_and
               until=lambda m: any(r["stage"] == "delivery" for r in m))
     w.stop()
 
-    async def rewind() -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.app_id, enable_auto_commit=False)
-        await c.start()
-        tps = [TopicPartition(w.topic(t), 0) for t in ("callbill.interactions", "callbill.billable", "callbill.invoices")]
-        c.assign(tps)
-        await c.commit({tp: 0 for tp in tps})
-        await c.stop()
-
-    asyncio.run(rewind())
+    rewind(kafka_bootstrap, w.app_id, [w.topic(t) for t in ("callbill.interactions", "callbill.billable",
+                                                            "callbill.invoices")])
     produce(kafka_bootstrap, w.topic("callbill.billable"), [("nr-1", interaction)])  # a replay: a new message
     w.start()
 
@@ -508,10 +486,6 @@ def test_an_unconfirmed_send_read_again_announces_its_review_again_and_mails_not
     """The SMTP answer to DATA never comes in time: DELIVERY_UNCONFIRMED. A kill before its
     review landed would leave the document to be read again with the ledger already in
     review; that read must announce the review again (before, it wrote nothing)."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     mail_sink.handler.data_delay = 6
     w = make_worker(partitions=1, extra_env={"CALLBILL_SMTP_TIMEOUT": "2"})
     create_topics(kafka_bootstrap, w.prefix, w.partitions)
@@ -525,15 +499,7 @@ def test_an_unconfirmed_send_read_again_announces_its_review_again_and_mails_not
     mail_sink.handler.data_delay = 0
     mailed = len(mail_sink.messages())  # the held message may have arrived after all
 
-    async def rewind() -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.app_id, enable_auto_commit=False)
-        await c.start()
-        tp = TopicPartition(w.topic("callbill.documents"), 0)
-        c.assign([tp])
-        await c.commit({tp: 0})
-        await c.stop()
-
-    asyncio.run(rewind())
+    rewind(kafka_bootstrap, w.app_id, [w.topic("callbill.documents")])
     w.start()
     again = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=60, until=lambda m: len(m) >= 2)
     assert [(r["stage"], r["reason"]) for r in again] == [("delivery", "DELIVERY_UNCONFIRMED")] * 2
