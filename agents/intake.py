@@ -33,7 +33,8 @@ async def handle(event: faust.EventT) -> None:
     interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
     iid = interaction.interactionId
     source = source_of(event)
-    decision = decide(interaction, get_entry(iid), settings.billable_code_set, utcnow(), source)
+    entry = get_entry(iid)
+    decision = decide(interaction, entry, settings.billable_code_set, utcnow(), source)
     if decision.entry is not None:
         put_entry(iid, decision.entry)
     match decision.outcome:
@@ -48,7 +49,7 @@ async def handle(event: faust.EventT) -> None:
         case Outcome.FORWARD if decision.again:
             # its forward landed (a later stage took it), its audit and ack may not have
             await audit(STAGE, iid, decision.outcome, "read again after a restart; already forwarded")
-            await due_ack(iid, interaction, get_entry(iid))
+            await due_ack(iid, interaction, entry)
         case Outcome.FORWARD:
             # Not awaited: Faust flushes the producer before committing this offset, and
             # a redelivery of this very message is recognised by the ledger's `source`.

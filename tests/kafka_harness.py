@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.cli import sign
 from app.topics import assign_from_start
@@ -173,8 +173,6 @@ def rewind(bootstrap: str, group_id: str, topics: list[str], partition: int = 0)
     """Commit offset 0 for `group_id` on those topics: where a stopped worker's uncommitted
     batches leave a stage after a kill, so its messages are read again."""
     async def go() -> None:
-        from aiokafka import TopicPartition
-
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
         await c.start()
         try:
