@@ -5,16 +5,18 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
 COPY schemas ./schemas
 COPY domain ./domain
 COPY adapters ./adapters
-COPY bench ./bench
+COPY runtime ./runtime
 COPY samples/rate-card.yaml ./samples/rate-card.yaml
-RUN pip install ".[rocksdb]" \
+# the runtime set only (no dev stack, no benchmarks); the CJK font file without rinohtype
+RUN pip install -c constraints.txt ".[rocksdb]" \
+    && pip install -c constraints.txt --no-deps rinoh-typeface-notosanscjk \
     && useradd --system --uid 10001 --home /data callbill \
     && mkdir -p /data && chown callbill /data
 

@@ -4,16 +4,25 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CALLBILL := $(VENV)/bin/callbill
 
-.PHONY: demo test unit up down status bench bench-e2e bench-scale chaos install clean
+.PHONY: demo test unit lint up down status bench bench-e2e bench-scale chaos install constraints clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "callbill needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,rocksdb,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev,lint,rocksdb,bench]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps rinoh-typeface-notosanscjk  # the CJK font file alone
 	touch $@
 
 install: $(VENV)/.installed
+
+constraints: install     ## pin every installed package again (after a change to pyproject.toml)
+	(echo "# Every package pinned, for reproducible installs: pip install -c constraints.txt ."; \
+	 echo "# Regenerate after a dependency change: make constraints"; \
+	 $(PY) -m pip freeze --exclude-editable) > constraints.txt
+
+lint: install            ## the import rules (pyproject.toml [tool.importlinter])
+	$(VENV)/bin/lint-imports
 
 demo: install            ## stack up, a real worker, the samples through the pipeline, a report
 	$(CALLBILL) demo
@@ -22,7 +31,7 @@ test: install            ## the whole suite; starts its own Kafka unless CALLBIL
 	$(PY) -m pytest -q
 
 unit: install            ## pure-logic tests only (no broker)
-	$(PY) -m pytest -q tests/test_domain_*.py tests/test_schemas.py tests/test_settings.py tests/test_logs.py tests/test_email_dns.py tests/test_invoice_pdf.py
+	$(PY) -m pytest -q tests/test_domain_*.py tests/test_schemas.py tests/test_settings.py tests/test_structure.py tests/test_logs.py tests/test_email_dns.py tests/test_invoice_pdf.py
 
 up: install              ## local Kafka (KRaft), SeaweedFS S3 and the SMTP sink, under ./var
 	$(CALLBILL) dev up

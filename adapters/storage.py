@@ -8,6 +8,7 @@ S3-compatible server (SeaweedFS locally, with SigV4), presigned GET links. Error
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import os
 import time
@@ -151,9 +152,7 @@ class S3Store:
             if not self.sse or e.reason not in ("S3_NotImplemented", "S3_InvalidArgument", "S3_InvalidRequest"):
                 raise
             self.sse = None  # the server cannot encrypt at rest on request: say so once, store anyway
-            from app.logs import get_logger
-
-            get_logger("storage").warning("server-side encryption not supported by the S3 server; storing without",
+            logging.getLogger("callbill.storage").warning("server-side encryption not supported by the S3 server; storing without",
                                           extra={"stage": "documents", "reason": e.reason})
             args.pop("ServerSideEncryption")
             await self._call("put_object", **args)

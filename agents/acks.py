@@ -18,12 +18,12 @@ from datetime import timedelta
 import faust
 
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
-from agents.delivery import message_id, plan
+from agents.channels import message_id, plan
 from agents.routing import audit, guarded, parse, publish, wait_until_due
 from app import delivery as transports
 from app.main import app, settings, topics
 from app.storage import seller
-from app.writes import durably
+from runtime.writes import durably
 from domain.backoff import next_delay
 from domain.delivery import EmailRoute, NoRoute, SmsRoute
 from domain.ledger import State
@@ -38,7 +38,7 @@ BUDGET = 20.0  # seconds of retries at the most, and never past the deadline
 
 
 async def handle(event: faust.EventT) -> None:
-    item: AckDue = parse(AckDue, event.value)  # type: ignore[assignment]
+    item: AckDue = parse(AckDue, event.value)
     if not await wait_until_due((item.dueAt - utcnow()).total_seconds()):
         return
     iid = item.interactionId

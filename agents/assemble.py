@@ -14,9 +14,9 @@ import faust
 from adapters.genesys import GenesysError
 from agents.routing import audit, guarded, parse, publish, review
 from app import genesys
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS
+from runtime.metrics import EXTERNAL_ERRORS
 from domain.assembly import (
     Pending, analytics_facts, apply, deciding_code, interaction_from_pending, missing, wrapup_ids,
 )
@@ -37,13 +37,13 @@ class NotYet(Exception):
 
 
 async def handle(event: faust.EventT) -> None:
-    envelope: GenesysEvent = parse(GenesysEvent, event.value)  # type: ignore[assignment]
+    envelope: GenesysEvent = parse(GenesysEvent, event.value)
     now = utcnow()
     if envelope.kind == "webhook":
         payload = parse(WebhookPayload, envelope.payload)
         await emit(interaction_from_webhook(payload), now)
     elif envelope.kind == "eventbridge":
-        ev: EventBridgeEvent = parse(EventBridgeEvent, envelope.payload)  # type: ignore[assignment]
+        ev: EventBridgeEvent = parse(EventBridgeEvent, envelope.payload)
         await on_detail_event(ev.conversation_id, ev.event_kind, DetailEventBody.model_validate(ev.detail.eventBody), now)
     elif envelope.kind == "backfill":
         await on_analytics(envelope.payload, now, source="backfill")
@@ -203,7 +203,7 @@ async def sweep_pending() -> None:
 @app.timer(settings.reconcile_interval, on_leader=True)
 async def reconcile() -> None:
     """Backfill the last hours so an event lost upstream is still invoiced (leader only)."""
-    from app.backfill import backfill
+    from agents.reconcile import backfill
 
     api = genesys.client()
     if api is None or settings.reconcile_hours <= 0:

@@ -2,31 +2,33 @@
 
 A stage takes a batch with `stream.take_events`, runs one task per interaction (events
 of one interaction in order), and awaits every write of the batch before the batch is
-acknowledged (app/writes.py). A failing call backs off inside the batch only while other
+acknowledged (runtime/writes.py). A failing call backs off inside the batch only while other
 interactions of the batch are still busy; once only waiting ones are left they are told
 to park (on callbill.retry), so one slow interaction never holds up the next batch.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import faust
 from pydantic import BaseModel
 
 from agents.routing import all_sent, audit, header, publish
-from app.logs import get_logger
+from runtime import headers
+from runtime.logs import get_logger
 from app.main import settings
-from app.metrics import RETRY_PARKED
-from app.writes import PENDING_WRITES
+from runtime.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
+from runtime.writes import PENDING_WRITES
 from domain.backoff import next_delay
 from schemas.events import RetryItem, utcnow
 
-ATTEMPT_HEADER = "callbill-attempt"  # set by the retry agent on what it sends back
-
 log = get_logger("agents")
+T = TypeVar("T")
 
 
 class Batch:
@@ -73,9 +75,32 @@ class Parked:
     recipient: bool = False  # delivery: the recipient (not the server) was refused with 4xx
 
 
+async def with_backoff(call: Callable[[], Awaitable[T]], retryable: type[Exception] | tuple[type[Exception], ...],
+                       batch: Batch, attempts: int, system: str, kind: Callable[[Exception], str]) -> T | Parked:
+    """The one backoff loop of the ERP call, the document store and the send: `call` again
+    after each `retryable` failure, a doubling, jittered, capped delay apart (at least the
+    server's Retry-After), while the rest of the batch is busy; Parked after `attempts`, or
+    as soon as the batch says park. Other errors propagate. Each call is timed for `system`."""
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            return await call()
+        except retryable as e:
+            EXTERNAL_ERRORS.labels(system, kind(e)).inc()
+            attempt += 1
+            retry_after = getattr(e, "retry_after", None)
+            reason = getattr(e, "reason", type(e).__name__)
+            if attempt >= attempts or batch.park.is_set() or await batch.backoff(
+                    next_delay(attempt - 1, settings.backoff_base, settings.backoff_cap, retry_after)):
+                return Parked(reason, retry_after, recipient=bool(getattr(e, "recipient", False)))
+        finally:
+            EXTERNAL_LATENCY.labels(system).observe(time.perf_counter() - started)
+
+
 def attempt_of(event: faust.EventT) -> int:
     """This delivery's attempt number: 1 first time, n+1 after n parkings."""
-    return int(header(event, ATTEMPT_HEADER) or 0) + 1
+    return int(header(event, headers.ATTEMPT) or 0) + 1
 
 
 async def park(stage: str, event: faust.EventT, iid: str, topic: str, payload: BaseModel, p: Parked) -> int:

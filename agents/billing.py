@@ -13,18 +13,15 @@ with the ERP's error code, and is not retried (the guide: it needs a person).
 """
 from __future__ import annotations
 
-import time
-
 import faust
 
 from adapters.erp import ErpRejected, ErpRetryable
-from agents.batching import Batch, Parked, attempt_of, park, run_batches
+from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_backoff
 from agents.routing import audit, event_context, guard_one, parse, publish, review, source_of
 from app import erp
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
-from domain.backoff import next_delay
+from runtime.metrics import EXTERNAL_ERRORS
 from domain.billing import Draft, draft, erp_request, issue
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
@@ -36,7 +33,6 @@ from tables.directory import directory
 from tables.ledger import get_entry, ledger, put_entry
 
 STAGE = "billing"
-ATTEMPT_HEADER = "callbill-attempt"
 ISSUED = (State.BILLED, State.DOCUMENTED, State.DELIVERED)
 log = get_logger("billing")
 
@@ -45,24 +41,12 @@ async def call_erp(d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected |
     client = erp.client()
     assert client is not None
     req = erp_request(d)
-    attempt = 0
-    while True:
-        started = time.perf_counter()
-        try:
-            return await client.generate_invoice(req)
-        except ErpRejected as e:
-            EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
-            return e
-        except ErpRetryable as e:
-            EXTERNAL_ERRORS.labels("erp", e.reason.lower().removeprefix("erp_")).inc()  # http_503, timeout…
-            attempt += 1
-            if attempt >= settings.erp_attempts or batch.park.is_set():
-                return Parked(e.reason, e.retry_after)
-            delay = next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap, e.retry_after)
-            if await batch.backoff(delay):
-                return Parked(e.reason, e.retry_after)
-        finally:
-            EXTERNAL_LATENCY.labels("erp").observe(time.perf_counter() - started)
+    try:
+        return await with_backoff(lambda: client.generate_invoice(req), ErpRetryable, batch, settings.erp_attempts,
+                                  "erp", lambda e: e.reason.lower().removeprefix("erp_"))  # http_503, timeout…
+    except ErpRejected as e:
+        EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
+        return e
 
 
 def number_locally(partition: int) -> tuple[str, str]:
@@ -92,7 +76,7 @@ async def to_review(iid: str, entry: LedgerEntry, reason: str, detail: str,
 
 
 async def bill(event: faust.EventT, batch: Batch) -> None:
-    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
+    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)
     iid = interaction.interactionId
     msg = event.message
     source = source_of(event)
@@ -173,5 +157,5 @@ async def bill_one(event: faust.EventT, batch: Batch) -> None:
 async def billing(stream: faust.StreamT) -> None:
     await directory.ready()
     # without an ERP there is no I/O to overlap, and in order keeps the numbering simple
-    await run_batches(stream, STAGE, settings.billing_batch, settings.billing_batch_window, bill_one,
+    await run_batches(stream, STAGE, settings.billing_batch, settings.batch_window, bill_one,
                       concurrent=erp.client() is not None)

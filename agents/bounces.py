@@ -17,16 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import faust
-from aiohttp.web import Request, Response
-from faust.web import View
 
 from agents.routing import audit, guarded, parse, publish, review
-from app.bridge import Refusal, check_auth, parse_json, read_body
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import STAGE_OUTCOMES
+from runtime.metrics import STAGE_OUTCOMES
 from domain.backoff import next_delay
-from domain.bounces import BounceParseError, BounceReport, interaction_of, parse_dsn, parse_provider
+from domain.bounces import BounceParseError, BounceReport, interaction_of, parse_dsn
 from domain.delivery import suppression_key
 from domain.ledger import State
 from schemas.deliveries import Bounce, Suppression
@@ -54,7 +51,7 @@ async def publish_bounce(b: Bounce) -> None:
 
 
 async def handle(event: faust.EventT) -> None:
-    b: Bounce = parse(Bounce, event.value)  # type: ignore[assignment]
+    b: Bounce = parse(Bounce, event.value)
     iid = b.interactionId
     entry = get_entry(iid) if iid else None
     if b.kind == "soft" and entry is not None and entry.softBounces + 1 < settings.soft_bounce_limit:
@@ -87,25 +84,6 @@ async def handle(event: faust.EventT) -> None:
 @app.agent(topics["callbill.bounces"], name="bounces")
 async def bounces(stream: faust.StreamT) -> None:
     await guarded(STAGE, stream, handle)
-
-
-@app.page("/bounces/provider")
-class ProviderBounces(View):
-    """SES (direct or through SNS) and SendGrid event webhooks; authenticated like the bridge."""
-
-    async def post(self, request: Request) -> Response:
-        try:
-            body = await read_body(request)
-            check_auth(request, body)
-            try:
-                reports = parse_provider(parse_json(request, body))
-            except BounceParseError as e:
-                raise Refusal(422, str(e)) from None
-            for r in reports:
-                await publish_bounce(bounce_of(r))
-            return self.json({"accepted": len(reports)}, status=202)
-        except Refusal as r:
-            return self.json({"error": r.error, **r.extra}, status=r.status, headers=r.headers)
 
 
 async def scan_maildir(directory: Path) -> tuple[int, int]:

@@ -13,25 +13,23 @@ callbill.retry. A recipient refused for good is a hard bounce (agents/bounces.py
 """
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Awaitable, Callable
 
 import faust
 
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
-from agents.batching import Batch, Parked, attempt_of, park, run_batches
-from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
+from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_backoff
+from agents.channels import message_id, plan
+from agents.routing import (audit, event_context, guard_one, header, parse, publish, review,
                             source_of)
 from app import delivery as transports
-from app.logs import get_logger
+from runtime import headers
+from runtime.logs import get_logger
 from app.main import app, settings, topics
-from app.metrics import END_TO_END, EXTERNAL_ERRORS, EXTERNAL_LATENCY
+from runtime.metrics import END_TO_END, EXTERNAL_ERRORS
 from app.storage import seller
-from app.writes import durably
-from domain.backoff import next_delay
-from domain.bounces import message_id as build_message_id
-from domain.delivery import AddressError, EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email, route
+from runtime.writes import durably
+from domain.delivery import EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email
 from domain.ledger import LedgerEntry, State
 from domain.messages import MessageData, amount_text, invoice_email, invoice_sms, local_time
 from schemas.customers import Customer
@@ -41,37 +39,10 @@ from schemas.events import utcnow
 from schemas.invoices import Invoice
 from tables.directory import directory
 from tables.ledger import get_entry, update_entry
-from tables.suppressions import suppressions
 
 STAGE = "delivery"
 CHANNEL = {EmailRoute: "EMAIL", SmsRoute: "SMS", PostalRoute: "POSTAL"}
 log = get_logger("delivery")
-
-
-def message_id(interaction_id: str, kind: str) -> str:
-    """Deterministic per invoice: `<interactionId.kind@mail domain>` (a hash for ids that
-    do not fit a Message-ID), so a bounce leads back to its interaction."""
-    try:
-        return build_message_id(interaction_id, kind, transports.mail_domain())
-    except ValueError:
-        digest = hashlib.sha256(interaction_id.encode()).hexdigest()[:32]
-        return f"<{digest}.{kind}@{transports.mail_domain()}>"
-
-
-async def plan(customer: Customer) -> Route:
-    """The channel and the checked address, or why there is none."""
-    await suppressions.ready()
-    problems: dict[str, str | None] = {}
-    check = transports.dns_check()
-    if check is not None and customer.email and customer.preferences.transactionalEmail:
-        try:
-            address = normalize_email(customer.email)
-        except AddressError:
-            pass  # route() sends it to review as invalid
-        else:
-            problems[address] = await check.problem(address)
-    return route(customer, suppressed=suppressions.reason, sms_enabled=transports.sms_enabled(),
-                 email_problem=lambda a: problems.get(a), default_region=settings.sms_default_region)
 
 
 def message_data(invoice: Invoice, doc: DocumentStored, customer: Customer) -> MessageData:
@@ -114,20 +85,8 @@ def system_of(r: Route) -> str:
 
 async def send_with_backoff(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
                             batch: Batch, on_start: Callable[[], Awaitable[None]]) -> tuple[str, str] | Parked:
-    attempt = 0
-    kind = system_of(r)
-    while True:
-        started = time.perf_counter()
-        try:
-            return await send(r, invoice, doc, customer, mid, on_start)
-        except SendRetryable as e:
-            EXTERNAL_ERRORS.labels(kind, "retryable").inc()
-            attempt += 1
-            if attempt >= settings.delivery_attempts or batch.park.is_set() or await batch.backoff(
-                    next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap, e.retry_after)):
-                return Parked(e.reason, e.retry_after, recipient=e.recipient)
-        finally:
-            EXTERNAL_LATENCY.labels(kind).observe(time.perf_counter() - started)
+    return await with_backoff(lambda: send(r, invoice, doc, customer, mid, on_start), SendRetryable, batch,
+                              settings.delivery_attempts, system_of(r), lambda e: "retryable")
 
 
 class Intent:
@@ -181,7 +140,7 @@ async def hard_bounce(iid: str, address: str, status: str | None, reason: str) -
 
 
 async def deliver(event: faust.EventT, batch: Batch) -> None:
-    doc: DocumentStored = parse(DocumentStored, event.value)  # type: ignore[assignment]
+    doc: DocumentStored = parse(DocumentStored, event.value)
     iid = doc.interactionId
     entry = get_entry(iid)
     if entry is None or not entry.invoice:
@@ -189,7 +148,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         await review(STAGE, iid, "NO_INVOICE_RECORD", detail="a document arrived for an interaction the ledger "
                      "has no invoice for (a replay from elsewhere?)")
         return
-    run = header(event, REISSUE_HEADER)
+    run = header(event, headers.REISSUE)
     if run and run not in entry.reissued:
         # an operator asked for a new message (callbill replay --force-reissue): open the next attempt
         current = entry.deliveryAttempt
@@ -280,4 +239,4 @@ async def deliver_one(event: faust.EventT, batch: Batch) -> None:
 
 @app.agent(topics["callbill.documents"], name="delivery")
 async def delivery(stream: faust.StreamT) -> None:
-    await run_batches(stream, STAGE, settings.delivery_batch, settings.billing_batch_window, deliver_one)
+    await run_batches(stream, STAGE, settings.delivery_batch, settings.batch_window, deliver_one)

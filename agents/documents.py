@@ -8,20 +8,17 @@ callbill.invoices when due): never dropped. A render failure needs a person: rev
 from __future__ import annotations
 
 import hashlib
-import time
 
 import faust
 
 from adapters.storage import StorageError
-from agents.batching import Batch, Parked, park, run_batches
-from agents.routing import (REISSUE_HEADER, audit, event_context, guard_one, header, parse, publish, review,
+from agents.batching import Batch, Parked, park, run_batches, with_backoff
+from agents.routing import (audit, event_context, guard_one, header, parse, publish, review,
                             source_of)
 from app import storage
-from app.render_pool import render_pdf
-from app.logs import error_site, get_logger
+from runtime import headers
+from runtime.logs import error_site, get_logger
 from app.main import app, settings, topics
-from app.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY
-from domain.backoff import next_delay
 from domain.invoice_pdf import Buyer
 from domain.ledger import LedgerEntry, State
 from domain.links import document_key
@@ -48,21 +45,9 @@ def buyer_for(invoice: Invoice) -> Buyer:
 
 
 async def store_pdf(key: str, pdf: bytes, filename: str, sha: str, batch: Batch) -> Parked | None:
-    attempt = 0
-    while True:
-        started = time.perf_counter()
-        try:
-            await storage.store().put(key, pdf, filename=filename, sha256=sha)
-            return None
-        except StorageError as e:
-            EXTERNAL_ERRORS.labels("storage", e.reason.lower()).inc()
-            attempt += 1
-            if attempt >= settings.storage_attempts:
-                return Parked(e.reason, None)
-            if await batch.backoff(next_delay(attempt - 1, settings.erp_backoff_base, settings.erp_backoff_cap)):
-                return Parked(e.reason, None)
-        finally:
-            EXTERNAL_LATENCY.labels("storage").observe(time.perf_counter() - started)
+    parked = await with_backoff(lambda: storage.store().put(key, pdf, filename=filename, sha256=sha), StorageError,
+                                batch, settings.storage_attempts, "storage", lambda e: e.reason.lower())
+    return parked if isinstance(parked, Parked) else None
 
 
 async def stored(invoice: Invoice, key: str, sha: str, size: int) -> DocumentStored:
@@ -73,13 +58,13 @@ async def stored(invoice: Invoice, key: str, sha: str, size: int) -> DocumentSto
 
 
 async def document(event: faust.EventT, batch: Batch) -> None:
-    invoice: Invoice = parse(Invoice, event.value)  # type: ignore[assignment]
+    invoice: Invoice = parse(Invoice, event.value)
     iid = invoice.interactionId
     source = source_of(event)
     now = utcnow()
     entry = get_entry(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
                                           invoiceNumber=invoice.invoiceNumber)
-    reissue = header(event, REISSUE_HEADER)  # callbill replay --force-reissue: render and send again
+    reissue = header(event, headers.REISSUE)  # callbill replay --force-reissue: render and send again
     # stored once: in any later state, a review by delivery included (re-rendering would
     # overwrite that review's state in the ledger)
     if entry.documentKey and not reissue:
@@ -96,7 +81,7 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     await directory.ready()
     try:
         key = document_key(invoice.invoiceNumber, invoice.issueDate.year, invoice.issueDate.month)
-        pdf = await render_pdf(invoice, storage.seller(), buyer_for(invoice))
+        pdf = await storage.renderer().render(invoice, storage.seller(), buyer_for(invoice))
     except Exception as e:  # noqa: BLE001 - a render failure needs a person, not a retry loop
         put_entry(iid, entry.touched(utcnow(), state=State.REVIEW, reason="RENDER_FAILED"))
         await review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")
@@ -114,7 +99,7 @@ async def document(event: faust.EventT, batch: Batch) -> None:
     put_entry(iid, entry.touched(utcnow(), state=state, reason=None, documentKey=key,
                                  document=doc.model_dump(mode="json"), documentSource=source))
     await publish("callbill.documents", iid, doc, wait=False,
-                  headers={REISSUE_HEADER: reissue.encode()} if reissue else None)
+                  headers={headers.REISSUE: reissue.encode()} if reissue else None)
     await audit(STAGE, iid, "REISSUED" if reissue else "DOCUMENTED", key)
 
 
@@ -126,4 +111,4 @@ async def document_one(event: faust.EventT, batch: Batch) -> None:
 
 @app.agent(topics["callbill.invoices"], name="documents")
 async def documents(stream: faust.StreamT) -> None:
-    await run_batches(stream, STAGE, settings.documents_batch, settings.billing_batch_window, document_one)
+    await run_batches(stream, STAGE, settings.documents_batch, settings.batch_window, document_one)

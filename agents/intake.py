@@ -30,7 +30,7 @@ async def due_ack(iid: str, interaction: InteractionCompleted, entry: LedgerEntr
 
 
 async def handle(event: faust.EventT) -> None:
-    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)  # type: ignore[assignment]
+    interaction: InteractionCompleted = parse(InteractionCompleted, event.value)
     iid = interaction.interactionId
     source = source_of(event)
     entry = get_entry(iid)

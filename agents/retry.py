@@ -11,22 +11,22 @@ import json
 
 import faust
 
-from agents.batching import ATTEMPT_HEADER
+from agents.stages import RETRY_TARGETS
 from agents.routing import Poison, audit, guarded, parse, wait_until_due
 from app.main import app, topics
-from app.metrics import note_retry_position
+from runtime import headers
+from runtime.metrics import note_retry_position
 from schemas.events import RetryItem, utcnow
 
 STAGE = "retry"
-TARGETS = {"callbill.billable", "callbill.invoices", "callbill.documents"}
 
 
 async def handle(event: faust.EventT) -> None:
     msg = event.message
     note_retry_position(msg.topic, msg.partition, msg.offset)  # all before it went back already
     try:
-        item: RetryItem = parse(RetryItem, event.value)  # type: ignore[assignment]
-        if item.topic not in TARGETS:
+        item: RetryItem = parse(RetryItem, event.value)
+        if item.topic not in RETRY_TARGETS:
             raise Poison(f"retry item names topic {item.topic!r}, which takes no retries")
     except Poison:
         note_retry_position(msg.topic, msg.partition, msg.offset + 1)  # off to the DLQ: not waiting
@@ -35,7 +35,7 @@ async def handle(event: faust.EventT) -> None:
         return
     fut = await topics[item.topic].send(
         key=item.interactionId.encode(), value=json.dumps(item.payload, separators=(",", ":")).encode(),
-        headers={ATTEMPT_HEADER: str(item.attempt).encode()})
+        headers={headers.ATTEMPT: str(item.attempt).encode()})
     await fut
     note_retry_position(msg.topic, msg.partition, msg.offset + 1)
     await audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)

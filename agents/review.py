@@ -22,6 +22,7 @@ import json
 
 import faust
 
+from agents.stages import RESUBMIT_TARGETS
 from agents.routing import audit, guarded, parse, publish
 from app.main import app, topics
 from domain.ledger import State
@@ -31,8 +32,6 @@ from tables.ledger import get_entry, update_entry
 from tables.reviews import get_review, put_review
 
 STAGE = "review"
-TARGETS = {"intake": "callbill.interactions", "billing": "callbill.billable", "documents": "callbill.invoices",
-           "delivery": "callbill.documents", "bounces": "callbill.documents"}
 
 
 class CannotResubmit(Exception):
@@ -45,7 +44,7 @@ async def save(record: ReviewRecord) -> None:
 
 
 async def record(event: faust.EventT) -> None:
-    item: ReviewItem = parse(ReviewItem, event.value)  # type: ignore[assignment]
+    item: ReviewItem = parse(ReviewItem, event.value)
     iid, now = item.interactionId, utcnow()
     old = get_review(iid)
     if old and old.status == "OPEN" and (old.stage, old.reason) == (item.stage, item.reason):
@@ -73,7 +72,7 @@ def customer_for(interaction: InteractionCompleted, given: str | None) -> str:
 
 async def resubmit_payload(rec: ReviewRecord, action: ReviewAction) -> tuple[str, dict]:
     """(topic, payload) for a resubmit; raises CannotResubmit."""
-    target = TARGETS.get(rec.stage)
+    target = RESUBMIT_TARGETS.get(rec.stage)
     if target is None:
         raise CannotResubmit(f"{rec.stage} items cannot be resubmitted here; re-read the conversation with "
                              "`callbill backfill` once it is complete at Genesys")
@@ -102,7 +101,7 @@ async def resubmit_payload(rec: ReviewRecord, action: ReviewAction) -> tuple[str
 
 
 async def act(event: faust.EventT) -> None:
-    a: ReviewAction = parse(ReviewAction, event.value)  # type: ignore[assignment]
+    a: ReviewAction = parse(ReviewAction, event.value)
     iid, now = a.interactionId, utcnow()
     rec = get_review(iid)
     if rec is None or rec.status != "OPEN":

@@ -12,22 +12,22 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
-from app.logs import current_interaction, error_site, get_logger
+from runtime.logs import current_interaction, error_site, get_logger
 from app.main import topics
-from app.writes import PENDING_WRITES, track
-from app.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES, TOPIC_OUT
+from runtime.writes import PENDING_WRITES, track
+from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES, TOPIC_OUT
 from schemas.errors import summary
 from schemas.events import AuditEvent, DeadLetter, ReviewItem
 
 log = get_logger("agents")
-REISSUE_HEADER = "callbill-reissue"  # set by `callbill replay --force-reissue` (app/replay.py)
+M = TypeVar("M", bound=BaseModel)
 
 
 class Poison(Exception):
@@ -116,7 +116,7 @@ def header(event: faust.EventT, name: str) -> str | None:
     return None
 
 
-def parse(model: type[BaseModel], raw: object) -> BaseModel:
+def parse(model: type[M], raw: object) -> M:
     """Validate raw bytes (a topic value) or an already decoded dict; Poison if invalid."""
     if not raw:
         raise Poison("value is empty")
@@ -170,7 +170,7 @@ async def guarded(stage: str, stream: faust.StreamT,
 
 async def all_sent(stage: str, sends: list[asyncio.Future]) -> None:
     """Every write acknowledged by Kafka (acks=all). A failure means the producer gave up:
-    the send guard (app/sensors.py) stops the worker before any commit, so the input is
+    the send guard (runtime/sensors.py) stops the worker before any commit, so the input is
     redelivered; never acknowledge it."""
     results = await asyncio.gather(*sends, return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]

@@ -16,7 +16,7 @@ from adapters.email_dns import DeliverabilityCheck
 from adapters.genesys import GenesysClient, RateLimiter
 from adapters.smtp import SmtpTransport
 from app import genesys
-from app.settings import get_settings
+from runtime.settings import get_settings
 from domain.messages import Email
 from domain.redaction import Redactor
 from schemas.events import utcnow

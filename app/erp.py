@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from adapters.erp import ErpClient
-from app.settings import get_settings
+from runtime.settings import get_settings
 from domain.pricing import RateCard, load_rate_card
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from adapters.genesys import GenesysClient, WrapupCodes
-from app.settings import get_settings
+from runtime.settings import get_settings
 
 
 @lru_cache(maxsize=1)

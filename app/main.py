@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import faust
 
-from app import faust_fixes  # noqa: F401 - before the app exists: see the module
-from app import topics as topic_specs
-from app.auth import guard_stats
-from app.kafka import faust_credentials
-from app.logs import configure_logging
-from app.sensors import SendGuard, disable_commits
-from app.settings import get_settings
-from app.writes import TrackedTable
+from runtime import faust_fixes  # noqa: F401 - before the app exists: see the module
+from runtime import topics as topic_specs
+from app.web.auth import guard_stats
+from runtime.kafka import faust_credentials
+from runtime.logs import configure_logging
+from runtime.sensors import SendGuard, disable_commits
+from runtime.settings import get_settings
+from runtime.writes import TrackedTable
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -53,12 +53,12 @@ app = CallbillApp(
     web_host=settings.web_host,
     # The built-in table pages would serve the customer directory to anyone.
     web_tables_enabled=False,
-    web_stats_enabled=settings.web_stats,  # behind the admin token (app/auth.py)
+    web_stats_enabled=settings.web_stats,  # behind the admin token (app/web/auth.py)
     web_application_options={"middlewares": [guard_stats]},
     web_graph_enabled=False,
     web_router_enabled=False,
     web_metrics_enabled=False,
-    # table changelog sends can be awaited by a stage (app/writes.py)
+    # table changelog sends can be awaited by a stage (runtime/writes.py)
     Table=TrackedTable,
 )
 
@@ -70,4 +70,4 @@ app.sensors.add(SendGuard(app))
 # an import error into a warning and starts a worker without the agent.
 from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry, review  # noqa: E402,F401
 from tables import reviews, suppressions  # noqa: E402,F401
-from app import admin, bridge, documents_web, health  # noqa: E402,F401
+from app.web import admin, bounces as provider_bounces, bridge, documents as document_links, health  # noqa: E402,F401

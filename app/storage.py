@@ -4,8 +4,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from adapters.render_pool import RenderPool
 from adapters.storage import FileStore, ObjectStore, store_from_url
-from app.settings import get_settings
+from runtime.settings import get_settings
 from domain.invoice_pdf import Seller
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,3 +36,8 @@ def renew_url(number: str, key: str) -> str:
 
     s = get_settings()
     return f"{s.public_url.rstrip('/')}/invoices/{number}/link?token={renew_token(s.link_key, key)}"
+
+
+@lru_cache(maxsize=1)
+def renderer() -> RenderPool:
+    return RenderPool(get_settings().render_processes)

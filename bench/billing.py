@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kafka_harness import Worker, create_topics, free_port  # noqa: E402
 
 from adapters.erp import ErpClient  # noqa: E402
-from app.reference_erp import ReferenceErp  # noqa: E402
-from app.topics import assign_from_start  # noqa: E402
+from devtools.reference_erp import ReferenceErp  # noqa: E402
+from runtime.topics import assign_from_start  # noqa: E402
 from schemas.invoices import ErpInvoiceRequest, ErpLineItem  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_BILLING_EVENTS", 5000))
@@ -106,7 +106,7 @@ async def main() -> int:
     kafka = None
     tmp = Path(tempfile.mkdtemp(prefix="callbill-bench-"))
     if not bootstrap:
-        from app.devstack import LocalKafka
+        from devtools.devstack import LocalKafka
 
         kafka = LocalKafka(tmp / "kafka", port=free_port(), controller_port=free_port())
         await asyncio.to_thread(kafka.start)

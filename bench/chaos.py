@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kafka_harness import SECRET, Worker, create_topics, free_port, read_json, sign  # noqa: E402
 
-from app.reference_erp import ReferenceErp  # noqa: E402
-from app.smtp_sink import SmtpSink  # noqa: E402
+from devtools.reference_erp import ReferenceErp  # noqa: E402
+from devtools.smtp_sink import SmtpSink  # noqa: E402
 
 
 @dataclass
@@ -204,7 +204,7 @@ def check(bootstrap: str, w: Worker, erp: ReferenceErp, sink: SmtpSink, n: int, 
 
 
 async def run(plan: Plan, tmp: Path) -> dict:
-    from app.devstack import LocalKafka, LocalS3
+    from devtools.devstack import LocalKafka, LocalS3
     from test_billing import produce
     from test_documents import s3_port
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kafka_harness import Worker, create_topics, free_port  # noqa: E402
 
-from app.fonts import fonts  # noqa: E402
-from app.topics import assign_from_start  # noqa: E402
+from adapters.fonts import fonts  # noqa: E402
+from runtime.topics import assign_from_start  # noqa: E402
 from domain.billing import draft, issue  # noqa: E402
 from domain.invoice_pdf import Buyer, Seller, render  # noqa: E402
 from domain.pricing import load_rate_card  # noqa: E402
@@ -65,7 +65,7 @@ def render_rate(n: int) -> dict:
 
 def render_under_worker_logging(n: int, quiet: bool) -> dict:
     """Renders as a worker does them: Faust sets the root logger to DEBUG and logs INFO to a
-    file; `quiet` applies app/logs.py's caps (fontTools' subsetter at WARNING)."""
+    file; `quiet` applies runtime/logs.py's caps (fontTools' subsetter at WARNING)."""
     import logging
 
     root = logging.getLogger()
@@ -77,7 +77,7 @@ def render_under_worker_logging(n: int, quiet: bool) -> dict:
     for name in ("fontTools", "fpdf"):
         logging.getLogger(name).setLevel(logging.NOTSET)
     if quiet:
-        from app.logs import configure_logging
+        from runtime.logs import configure_logging
 
         configure_logging("info")
     try:
@@ -133,7 +133,7 @@ async def stage_rate(bootstrap: str, tmp: Path, s3, n: int) -> dict:
 
 
 async def main() -> int:
-    from app.devstack import LocalKafka, LocalS3
+    from devtools.devstack import LocalKafka, LocalS3
 
     tmp = Path(tempfile.mkdtemp(prefix="callbill-bench-"))
     bootstrap = os.environ.get("CALLBILL_KAFKA_BOOTSTRAP")

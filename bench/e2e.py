@@ -48,10 +48,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
 
-from app.reference_erp import ReferenceErp  # noqa: E402
+from devtools.reference_erp import ReferenceErp  # noqa: E402
 from bench.proc import cpu_seconds, rss_mib  # noqa: E402
-from app.smtp_sink import SmtpSink  # noqa: E402
-from app.topics import assign_from_start  # noqa: E402
+from devtools.smtp_sink import SmtpSink  # noqa: E402
+from runtime.topics import assign_from_start  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", 20_000))
 FIXED_EVENTS = int(os.environ.get("BENCH_E2E_FIXED_EVENTS", 3_000))
@@ -304,7 +304,7 @@ def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
 
 
 async def main() -> int:
-    from app.devstack import LocalKafka, LocalS3
+    from devtools.devstack import LocalKafka, LocalS3
     from bench.documents import render_rate
     from bench.ingest import raw_pass_through
     from test_documents import s3_port

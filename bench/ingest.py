@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kafka_harness import SECRET, Worker, free_port  # noqa: E402
 
 from app.cli import sign  # noqa: E402
-from app.topics import assign_from_start  # noqa: E402
+from runtime.topics import assign_from_start  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", 30))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 50))
@@ -171,7 +171,7 @@ async def intake_throughput(bootstrap: str, tmp: Path, n: int) -> dict:
     """Preload canonical interactions, start a worker, time the intake's decisions."""
     w = Worker(bootstrap=bootstrap, tmp=tmp, partitions=PARTITIONS, extra_env={"CALLBILL_LOG_LEVEL": "warn"})
     # the worker creates its topics at start; preload needs them first
-    from app.topics import SPECS
+    from runtime.topics import SPECS
     await create_topics(bootstrap, [w.topic(s.name) for s in SPECS if s.name == "callbill.interactions"])
     await preload(bootstrap, w.topic("callbill.interactions"), n)
     await asyncio.to_thread(w.start)
@@ -196,7 +196,7 @@ async def main() -> int:
     kafka = None
     tmp = Path(tempfile.mkdtemp(prefix="callbill-bench-"))
     if not bootstrap:
-        from app.devstack import LocalKafka
+        from devtools.devstack import LocalKafka
 
         kafka = LocalKafka(tmp / "kafka", port=free_port(), controller_port=free_port())
         await asyncio.to_thread(kafka.start)

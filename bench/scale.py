@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kafka_harness import Worker, create_topics, free_port, read_topic  # noqa: E402
 
-from app.trace import partition_for  # noqa: E402
+from app.ops.trace import partition_for  # noqa: E402
 from bench.proc import rss_mib  # noqa: E402
 from bench.ingest import raw_pass_through  # noqa: E402
 
@@ -178,7 +178,7 @@ def main() -> int:
     bootstrap = os.environ.get("CALLBILL_KAFKA_BOOTSTRAP")
     kafka = None
     if not bootstrap:
-        from app.devstack import LocalKafka
+        from devtools.devstack import LocalKafka
 
         kafka = LocalKafka(tmp / "kafka", port=free_port(), controller_port=free_port())
         kafka.start()

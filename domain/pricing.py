@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from domain.money import MoneyError, check_currency, fits_currency, parse_amount, round_money
 from schemas.errors import summary
+from schemas.invoices import LineItem, TaxAmount
 
 UNIT_PRICE_EXTRA_DECIMALS = 4
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
@@ -188,23 +189,6 @@ def load_rate_card(path: Path | str) -> RateCard:
 
 
 # --- pricing ---------------------------------------------------------------------------
-
-class LineItem(BaseModel):
-    description: str
-    quantity: int
-    unit: str
-    unitPrice: Decimal
-    amount: Decimal
-
-
-class TaxAmount(BaseModel):
-    name: str
-    jurisdiction: str
-    rate: Decimal
-    base: Decimal
-    amount: Decimal
-    note: str | None = None
-
 
 class Priced(BaseModel):
     rateId: str

@@ -13,7 +13,23 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from domain.pricing import LineItem, TaxAmount
+
+
+class LineItem(BaseModel):
+    description: str
+    quantity: int
+    unit: str
+    unitPrice: Decimal
+    amount: Decimal
+
+
+class TaxAmount(BaseModel):
+    name: str
+    jurisdiction: str
+    rate: Decimal
+    base: Decimal
+    amount: Decimal
+    note: str | None = None
 
 
 class ErpLineItem(BaseModel):

@@ -7,16 +7,16 @@ plain consumer with no group that reads the topic from the start and keeps follo
 """
 from __future__ import annotations
 
-from app.kafka import client_kwargs  # noqa: E402
+from runtime.kafka import client_kwargs  # noqa: E402
 
 import asyncio
 
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import settings
-from app.topics import assign_from_start, topic_name
+from runtime.topics import assign_from_start, topic_name
 
 log = get_logger("views")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import faust
 from pydantic import ValidationError
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, topics
 from schemas.customers import Customer
 from tables.compacted import CompactedView, follow

@@ -12,7 +12,7 @@ from datetime import datetime
 import faust
 from pydantic import ValidationError
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, settings
 from schemas.events import ReviewRecord
 from tables.compacted import CompactedView, follow

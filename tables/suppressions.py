@@ -9,7 +9,7 @@ from __future__ import annotations
 import faust
 from pydantic import ValidationError
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, topics
 from schemas.deliveries import Suppression
 from tables.compacted import CompactedView, follow

@@ -32,7 +32,7 @@ def kafka_bootstrap(tmp_path_factory):
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from app.devstack import LocalKafka
+    from devtools.devstack import LocalKafka
 
     kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
     kafka.start()
@@ -45,7 +45,7 @@ def kafka_bootstrap(tmp_path_factory):
 @pytest.fixture
 def mail_sink(tmp_path):
     """A real SMTP server (aiosmtpd) for the test; every worker of the test mails to it."""
-    from app.smtp_sink import SmtpSink
+    from devtools.smtp_sink import SmtpSink
 
     sink = SmtpSink(tmp_path / "mail").start()
     yield sink

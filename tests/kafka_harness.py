@@ -17,7 +17,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.cli import sign
-from app.topics import assign_from_start
+from runtime.topics import assign_from_start
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-webhook-secret"
@@ -209,7 +209,7 @@ def create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    from app.topics import SPECS, topic_config
+    from runtime.topics import SPECS, topic_config
 
     async def go() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.reference_erp import ReferenceErp
+from devtools.reference_erp import ReferenceErp
 from kafka_harness import create_topics, post_many, read_json, read_topic, webhook
 
 pytestmark = pytest.mark.kafka

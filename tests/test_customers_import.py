@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.customers_import import ImportFileError, main, publish, read_rows
+from app.ops.customers import ImportFileError, main, publish, read_rows
 from schemas.customers import Customer
 
 HEADER = ("customerId,name,email,phone,timezone,currency,locale,taxId,paymentTermsDays,externalContactIds,"
@@ -240,7 +240,7 @@ def test_main_kafka_unreachable_is_status_3(tmp_path, capsys, monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    from app.settings import get_settings
+    from runtime.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "kafka_bootstrap", f"127.0.0.1:{port}")
     assert main(["import", str(f)]) == 3
@@ -255,7 +255,7 @@ def test_main_kafka_unreachable_is_status_3(tmp_path, capsys, monkeypatch):
 def test_publish_customers_and_a_tombstone(kafka_bootstrap):
     from aiokafka import AIOKafkaConsumer
 
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     topic = f"t{uuid.uuid4().hex[:12]}.crm.customers"
     customers = [Customer(customerId="C-1", name="Ann", email="ann@example.com", source="crm"),

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from app.reference_erp import ReferenceErp
+from devtools.reference_erp import ReferenceErp
 from fake_genesys import FakeGenesys
 from kafka_harness import create_topics, read_json, rewind
 from test_billing import billable, produce

@@ -19,10 +19,10 @@ ADMIN = "test-admin-token"
 
 
 def s3_port() -> int:
-    """SeaweedFS derives its other ports from the S3 port (app/devstack.py): all must be free."""
+    """SeaweedFS derives its other ports from the S3 port (devtools/devstack.py): all must be free."""
     import random
 
-    from app.devstack import _port_bindable
+    from devtools.devstack import _port_bindable
 
     for _ in range(200):
         port = random.randint(8400, 9900)
@@ -35,7 +35,7 @@ def s3_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory, monkeypatch_module):
-    from app.devstack import LocalS3
+    from devtools.devstack import LocalS3
 
     server = LocalS3(tmp_path_factory.mktemp("s3"), port=s3_port())
     server.start()

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from adapters.erp import ErpClient, ErpRejected, ErpRetryable
-from app.reference_erp import ReferenceErp
+from devtools.reference_erp import ReferenceErp
 from schemas.invoices import ErpInvoiceRequest, ErpLineItem
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from pypdf import PdfReader
 
-from app.fonts import fonts
+from adapters.fonts import fonts
 from domain.billing import draft, issue
 from domain.invoice_pdf import Buyer, Seller, render
 from domain.pricing import LineItem
@@ -78,25 +78,26 @@ def test_zero_decimal_and_three_decimal_currencies_print_their_own_precision():
 
 
 def test_the_render_process_gives_the_same_bytes_and_a_dead_one_is_replaced():
-    """PDFs render in a child process (app/render_pool.py); one killed mid-life costs nothing:
+    """PDFs render in a child process (adapters/render_pool.py); one killed mid-life costs nothing:
     that invoice renders in a thread, the next in a new child, all byte-identical."""
     import asyncio
 
-    from app import render_pool
+    from adapters.render_pool import RenderPool
 
+    render_pool = RenderPool(1)
     inv = invoice()
     seller, buyer = Seller("Callbill Demo Services Ltd", ("1 Example Street",)), Buyer("Jane Doe", ("1 Main St",))
     local = render(inv, seller, buyer, fonts())
 
     async def go() -> list[bytes]:
-        first = await render_pool.render_pdf(inv, seller, buyer)
+        first = await render_pool.render(inv, seller, buyer)
         children = list(render_pool._pool._processes.values())
         assert children and all(p.pid for p in children)
         for p in children:
             p.kill()
             p.join(10)
-        after_death = await render_pool.render_pdf(inv, seller, buyer)
-        fresh = await render_pool.render_pdf(inv, seller, buyer)
+        after_death = await render_pool.render(inv, seller, buyer)
+        fresh = await render_pool.render(inv, seller, buyer)
         assert render_pool._pool is not None and all(p.is_alive() for p in render_pool._pool._processes.values())
         return [first, after_death, fresh]
 
@@ -117,11 +118,12 @@ def test_a_render_process_does_not_outlive_its_worker(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(
         "import asyncio, time\n"
-        "from app import render_pool\n"
+        "from adapters.render_pool import RenderPool\n"
         "from test_invoice_pdf import invoice\n"
         "from domain.invoice_pdf import Buyer, Seller\n"
         "if __name__ == '__main__':  # spawn imports this module again in the child\n"
-        "    asyncio.run(render_pool.render_pdf(invoice(), Seller('S', ('1 St',)), Buyer('B', ('2 St',))))\n"
+        "    render_pool = RenderPool(1)\n"
+        "    asyncio.run(render_pool.render(invoice(), Seller('S', ('1 St',)), Buyer('B', ('2 St',))))\n"
         "    print(*[p.pid for p in render_pool._pool._processes.values()], flush=True)\n"
         "    time.sleep(600)\n")
     here = os.path.dirname(__file__)

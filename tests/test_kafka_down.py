@@ -7,7 +7,7 @@ from kafka_harness import free_port, webhook
 
 
 def test_bridge_answers_503_when_kafka_is_down(make_worker, tmp_path):
-    from app.devstack import LocalKafka
+    from devtools.devstack import LocalKafka
 
     kafka = LocalKafka(tmp_path / "own-kafka", port=free_port(), controller_port=free_port())
     kafka.start()

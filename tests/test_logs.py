@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from app.logs import JsonFormatter, configure_logging, current_interaction
+from runtime.logs import JsonFormatter, configure_logging, current_interaction
 
 
 def test_font_subsetting_does_not_log_under_a_debug_root():

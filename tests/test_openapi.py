@@ -19,7 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from app.openapi import document
+from app.web.openapi import document
 from kafka_harness import SECRET, read_topic, sign
 
 pytestmark = pytest.mark.kafka

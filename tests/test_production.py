@@ -11,7 +11,7 @@ import faust
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = {"CALLBILL_KAFKA_SASL_PASSWORD": "kafka-pw-123", "CALLBILL_WEBHOOK_SECRET": "hook-secret-123",
@@ -39,8 +39,8 @@ def load(monkeypatch, env: dict[str, str]) -> Settings:
 def test_the_documented_production_configuration_loads(monkeypatch):
     s = load(monkeypatch, {**production_env(), **SECRETS})
     assert s.env == "production" and s.topic_replication == 3 and s.store == "rocksdb://"
-    monkeypatch.setattr("app.kafka.get_settings", lambda: s)
-    from app.kafka import client_kwargs, faust_credentials
+    monkeypatch.setattr("runtime.kafka.get_settings", lambda: s)
+    from runtime.kafka import client_kwargs, faust_credentials
 
     kw = client_kwargs()
     assert kw["security_protocol"] == "SASL_SSL" and kw["sasl_mechanism"] == "SCRAM-SHA-512"

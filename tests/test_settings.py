@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 
@@ -47,3 +47,24 @@ def test_an_acknowledgement_that_could_never_go_out_is_refused(monkeypatch):
         Settings(_env_file=None)
     monkeypatch.setenv("CALLBILL_ACK_AFTER_SECONDS", "0")  # off: no deadline to keep
     assert Settings(_env_file=None).ack_after_seconds == 0
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("CALLBILL_ERP_BACKOFF_BASE", "CALLBILL_BACKOFF_BASE", "backoff_base"),
+    ("CALLBILL_ERP_BACKOFF_CAP", "CALLBILL_BACKOFF_CAP", "backoff_cap"),
+    ("CALLBILL_BILLING_BATCH_WINDOW", "CALLBILL_BATCH_WINDOW", "batch_window"),
+])
+def test_a_renamed_setting_still_reads_its_old_name_and_says_which_to_use(monkeypatch, old, new, field):
+    monkeypatch.setenv(old, "0.75")
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated; use {new}"):
+        assert getattr(Settings(_env_file=None), field) == 0.75
+    monkeypatch.setenv(new, "0.5")  # the new name wins
+    with pytest.warns(DeprecationWarning):
+        assert getattr(Settings(_env_file=None), field) == 0.5
+
+
+def test_the_configuration_reference_is_generated_from_the_settings_model():
+    from devtools.config_doc import render
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    assert doc.read_text() == render(), "run: python -m devtools.config_doc > docs/configuration.md"

@@ -10,7 +10,7 @@ import trustme
 
 from adapters.sending import SendRejected, SendRetryable
 from adapters.smtp import SmtpTransport
-from app.smtp_sink import SmtpSink
+from devtools.smtp_sink import SmtpSink
 
 
 def message(n: int = 1) -> EmailMessage:

@@ -17,7 +17,7 @@ unless --dry-run), 2 the file (or the command line) is unusable, 3 Kafka unreach
 """
 from __future__ import annotations
 
-from app.kafka import client_kwargs  # noqa: E402
+from runtime.kafka import client_kwargs  # noqa: E402
 
 import argparse
 import asyncio
@@ -369,7 +369,7 @@ async def publish(customers: Iterable[Customer], bootstrap: str | None = None, d
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from app.settings import get_settings
+    from runtime.settings import get_settings
 
     bootstrap = bootstrap or get_settings().kafka_bootstrap
     records = [(c.customerId, c.model_dump_json(exclude_none=True).encode()) for c in customers]
@@ -377,7 +377,7 @@ async def publish(customers: Iterable[Customer], bootstrap: str | None = None, d
     sent = 0
     try:
         if topic is None:
-            from app.topics import ensure_topics, topic_name
+            from runtime.topics import ensure_topics, topic_name
 
             topic = topic_name("crm.customers")
             await asyncio.wait_for(ensure_topics(bootstrap), timeout)
@@ -413,8 +413,8 @@ async def _ensure_topic(bootstrap: str, topic: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    from app.settings import get_settings
-    from app.topics import SPECS, topic_config
+    from runtime.settings import get_settings
+    from runtime.topics import SPECS, topic_config
 
     s = get_settings()
     spec = next(x for x in SPECS if x.name == "crm.customers")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.settings import get_settings
+from runtime.settings import get_settings
 
 
 def ssl_context():

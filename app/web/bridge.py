@@ -5,7 +5,7 @@ the event and may retry. Errors name the field and the rule, never echo the inpu
 """
 from __future__ import annotations
 
-from app.kafka import client_kwargs  # noqa: E402
+from runtime.kafka import client_kwargs  # noqa: E402
 
 import asyncio
 import hashlib
@@ -20,11 +20,11 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 from app.main import app, settings
-from app.metrics import BRIDGE_LATENCY, BRIDGE_REQUESTS
-from app.openapi import document
-from app.topics import topic_name
+from runtime.metrics import BRIDGE_LATENCY, BRIDGE_REQUESTS
+from app.web.openapi import document
+from runtime.topics import topic_name
 from schemas.errors import field_errors
 from schemas.events import utcnow
 from schemas.genesys import EventBridgeEvent, GenesysEvent, WebhookPayload

@@ -7,7 +7,7 @@ knobs for what the pipeline must survive: latency, a 5xx rate, outage windows, 4
 keys that always fail. `GET /_stats` counts creates per key; `POST /_control` turns the
 knobs at run time.
 
-    python -m app.reference_erp --port 8070 --latency-ms 20 --outage 30:60
+    python -m devtools.reference_erp --port 8070 --latency-ms 20 --outage 30:60
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import faust
 
-from app.settings import get_settings
+from runtime.settings import get_settings
 
 DAY = timedelta(days=1)
 
@@ -59,7 +59,7 @@ async def ensure_topics(bootstrap: str | None = None) -> list[str]:
     from aiokafka.errors import TopicAlreadyExistsError
 
     s = get_settings()
-    from app.kafka import client_kwargs
+    from runtime.kafka import client_kwargs
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or s.kafka_bootstrap, **client_kwargs())
     await admin.start()

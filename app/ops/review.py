@@ -12,7 +12,7 @@ import sys
 
 import httpx
 
-from app.settings import get_settings
+from runtime.settings import get_settings
 
 
 def main(argv: list[str]) -> int:

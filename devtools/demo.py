@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from app import devstack
+from devtools import devstack
 from app.cli import sign
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     print("== bringing the local stack up (Kafka KRaft, SeaweedFS S3, SMTP sink)")
     if devstack.up(var) != 0:
         return 1
-    from app.reference_erp import ReferenceErp
+    from devtools.reference_erp import ReferenceErp
 
     erp = ReferenceErp(token="demo-erp-token", latency_ms=20).start()
     print(f"== reference ERP on {erp.url} (20 ms latency, idempotent on Idempotency-Key)")
@@ -124,8 +124,8 @@ def _post_samples(url: str) -> list[dict]:
 
 async def _load_directory(bootstrap: str, prefix: str) -> int:
     """The sample customer directory onto crm.customers, as `callbill customers import` does."""
-    from app.customers_import import publish, read_rows
-    from app.settings import get_settings
+    from app.ops.customers import publish, read_rows
+    from runtime.settings import get_settings
 
     os.environ["CALLBILL_TOPIC_PREFIX"] = prefix
     os.environ["CALLBILL_TOPIC_PARTITIONS"] = "2"
@@ -140,7 +140,7 @@ async def _outcomes(bootstrap: str, prefix: str, needed: Counter, timeout: float
     """interactionId -> the decisions made about it, read back from the audit topic."""
     from aiokafka import AIOKafkaConsumer
 
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     topic = prefix + "callbill.audit"
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -201,7 +201,7 @@ async def _billing(bootstrap: str, prefix: str, ids: list[str], timeout: float =
     """The invoices issued for `ids` and any billing review, read back from the topics."""
     from aiokafka import AIOKafkaConsumer
 
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     out: dict = {"invoices": {}, "reviews": {}}
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -241,7 +241,7 @@ def _print_invoices(ids: list[str], billed: dict) -> None:
 async def _documents(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
     from aiokafka import AIOKafkaConsumer
 
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     out: dict = {}
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -271,7 +271,7 @@ def _print_documents(docs: dict, var: Path) -> None:
 async def _deliveries(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
     from aiokafka import AIOKafkaConsumer
 
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     out: dict = {"deliveries": {}, "reviews": {}, "postal": {}}
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)

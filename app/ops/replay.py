@@ -28,14 +28,13 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.kafka import client_kwargs
-from app.settings import get_settings
-from app.topics import topic_name
+from agents.stages import REPLAY_STAGE_OF
+from runtime import headers
+from runtime.kafka import client_kwargs
+from runtime.settings import get_settings
+from runtime.topics import topic_name
 
-REPLAY_HEADER = "callbill-replay"
-REISSUE_HEADER = "callbill-reissue"  # the same name as agents/routing.REISSUE_HEADER
-STAGE_OF = {"genesys.events": "assemble", "callbill.interactions": "intake", "callbill.billable": "billing",
-            "callbill.invoices": "documents", "callbill.documents": "delivery", "callbill.dlq": None}
+STAGE_OF = {**REPLAY_STAGE_OF, "callbill.dlq": None}  # the dead letters go back to their own topics
 REISSUABLE = ("callbill.invoices", "callbill.documents")
 
 
@@ -65,7 +64,7 @@ async def _offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], at: in
 
 async def open_review_keys(consumer: AIOKafkaConsumer) -> set[str]:
     """Interactions whose review item is open (the compacted callbill.reviews)."""
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     tps = await assign_from_start(consumer, topic_name("callbill.reviews"))
     if not tps:
@@ -155,11 +154,11 @@ async def replay(base: str, start: int | datetime, end: int | datetime | None, o
     began = time.time()
     try:
         futs = []
-        for i, (t, key, value, headers) in enumerate(picked, start=1):
-            h = [(k, v) for k, v in headers if k not in (REPLAY_HEADER, REISSUE_HEADER)]
-            h.append((REPLAY_HEADER, run.encode()))
+        for i, (t, key, value, hdrs) in enumerate(picked, start=1):
+            h = [(k, v) for k, v in hdrs if k not in (headers.REPLAY, headers.REISSUE)]
+            h.append((headers.REPLAY, run.encode()))
             if reissue:
-                h.append((REISSUE_HEADER, run.encode()))
+                h.append((headers.REISSUE, run.encode()))
             futs.append(await producer.send(t, key=key, value=value, headers=h))
             if i % 200 == 0 or i == len(picked):
                 await asyncio.gather(*futs)
@@ -198,7 +197,7 @@ def _target(base: str, m) -> tuple[str, bytes | None, bytes, list] | None:
 
 async def decisions(bootstrap: str, stage: str, keys: set[str], since: float, wait: float) -> dict[str, int]:
     """What `stage` decided about the replayed keys, read from the audit trail."""
-    from app.topics import assign_from_start
+    from runtime.topics import assign_from_start
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs())
     await consumer.start()

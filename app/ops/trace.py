@@ -17,9 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
-from app.kafka import client_kwargs
-from app.settings import get_settings
-from app.topics import topic_name
+from runtime.kafka import client_kwargs
+from runtime.settings import get_settings
+from runtime.topics import topic_name
 
 STORY = ("callbill.audit", "callbill.review", "callbill.deliveries", "callbill.review-actions")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from app.logs import get_logger
+from runtime.logs import get_logger
 
 log = get_logger("sensors")
 

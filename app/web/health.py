@@ -4,9 +4,9 @@ from __future__ import annotations
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.bridge import producer
+from app.web.bridge import producer
 from app.main import app
-from app.metrics import REGISTRY, refresh_lag
+from runtime.metrics import REGISTRY, refresh_lag
 
 
 def worker_ready() -> bool:

@@ -5,18 +5,26 @@
 """
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# renamed for what they drive; the old names are read until the next release (CHANGELOG.md)
+DEPRECATED = {"CALLBILL_ERP_BACKOFF_BASE": "CALLBILL_BACKOFF_BASE", "CALLBILL_ERP_BACKOFF_CAP": "CALLBILL_BACKOFF_CAP",
+              "CALLBILL_BILLING_BATCH_WINDOW": "CALLBILL_BATCH_WINDOW"}
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CALLBILL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CALLBILL_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
     # --- Kafka and the Faust app -------------------------------------------------
@@ -69,10 +77,10 @@ class Settings(BaseSettings):
     erp_timeout: float = Field(5.0, gt=0, description="Seconds one ERP request may take (a timeout is retried).")
     erp_concurrency: int = Field(64, ge=1, description="ERP requests in flight at once per worker.")
     erp_attempts: int = Field(4, ge=1, description="Attempts per ERP request inside the billing agent before the item is parked on callbill.retry.")
-    erp_backoff_base: float = Field(0.2, gt=0, description="Base of the ERP backoff (full jitter, doubling per attempt), in seconds.")
-    erp_backoff_cap: float = Field(5.0, gt=0, description="Cap of one ERP backoff delay, in seconds.")
+    backoff_base: float = Field(0.2, gt=0, validation_alias=AliasChoices("CALLBILL_BACKOFF_BASE", "CALLBILL_ERP_BACKOFF_BASE"), description="Base of the backoff between attempts at the ERP, the object store and the mail transport (full jitter, doubling per attempt), in seconds. Was CALLBILL_ERP_BACKOFF_BASE (still read, deprecated).")
+    backoff_cap: float = Field(5.0, gt=0, validation_alias=AliasChoices("CALLBILL_BACKOFF_CAP", "CALLBILL_ERP_BACKOFF_CAP"), description="Cap of one such backoff delay, in seconds. Was CALLBILL_ERP_BACKOFF_CAP (still read, deprecated).")
     billing_batch: int = Field(200, ge=1, description="Interactions the billing agent takes at once (their ERP calls run concurrently).")
-    billing_batch_window: float = Field(0.02, gt=0, description="Seconds the billing agent waits to fill a batch.")
+    batch_window: float = Field(0.02, gt=0, validation_alias=AliasChoices("CALLBILL_BATCH_WINDOW", "CALLBILL_BILLING_BATCH_WINDOW"), description="Seconds the billing, documents and delivery agents wait to fill a batch. Was CALLBILL_BILLING_BATCH_WINDOW (still read, deprecated).")
     retry_base_delay: float = Field(2.0, gt=0, description="Least delay of an item parked on callbill.retry, in seconds.")
     retry_max_delay: float = Field(120.0, gt=0, description="Cap of the (doubling, jittered) delay of parked items, in seconds.")
 
@@ -125,6 +133,20 @@ class Settings(BaseSettings):
     genesys_region: str = Field("mypurecloud.com", description="Genesys Cloud region domain (e.g. mypurecloud.ie).")
     genesys_client_id: str | None = Field(None, description="Genesys Cloud OAuth client id (client credentials).")
     genesys_client_secret: SecretStr | None = Field(None, description="Genesys Cloud OAuth client secret.")
+
+    @model_validator(mode="after")
+    def _deprecated_names(self) -> "Settings":
+        """Old names still work for one release (pydantic-settings reads them as aliases,
+        without saying which it found); say which name to use instead."""
+        names = {k.upper() for k in os.environ}
+        env_file = Path(".env")
+        if env_file.is_file():
+            names |= {line.split("=", 1)[0].strip().upper() for line in env_file.read_text().splitlines() if "=" in line}
+        for old, new in DEPRECATED.items():
+            if old in names:
+                warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+                logging.getLogger("callbill.settings").warning("deprecated setting", extra={"reason": f"{old}: use {new}"})
+        return self
 
     @field_validator("store")
     @classmethod

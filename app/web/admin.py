@@ -25,7 +25,7 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from app.auth import COOKIE, SECURITY, actor_of, admin_token, session_cookie
+from app.web.auth import COOKIE, SECURITY, actor_of, admin_token, session_cookie
 from app.main import app, settings, topics
 from schemas.events import ReviewAction, ReviewRecord, utcnow
 from tables.reviews import review_queue
@@ -109,7 +109,7 @@ class ReviewItemApi(View):
         r = review_queue.items.get(iid)
         if r is None:
             return self.json({"error": "not_found"}, status=404, headers=SECURITY)
-        from app.trace import trace
+        from app.ops.trace import trace
 
         story = await trace(iid)
         led = story.get("ledger") or {}
@@ -259,7 +259,7 @@ class ItemPage(View):
         r = review_queue.items.get(iid)
         if r is None:
             return _html(self, page("Not found", "<p>No such review item. <a href='/review'>Back</a></p>", who), 404)
-        from app.trace import trace
+        from app.ops.trace import trace
 
         story = await trace(iid)
         facts = interaction_summary(r) or {}

@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web as aioweb
 
-from app.settings import get_settings
+from runtime.settings import get_settings
 
 COOKIE = "callbill_admin"
 SECURITY = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",

@@ -48,7 +48,7 @@ def configure_logging(level: str) -> None:
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
     # faust.topics logs a failed send with the whole message (its value may hold personal
-    # data); app/sensors.py reports those failures without it.
+    # data); runtime/sensors.py reports those failures without it.
     logging.getLogger("faust.topics").setLevel(logging.ERROR)
     log = logging.getLogger("callbill")
     if log.handlers:

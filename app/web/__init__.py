@@ -1,0 +1,1 @@
+"""HTTP views of the worker: the bridge, health, operator pages, document links."""

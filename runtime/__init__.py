@@ -1,0 +1,1 @@
+"""Runtime plumbing below the agents: settings, topics, Kafka security, logs, metrics, Faust fixes."""
