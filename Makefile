@@ -30,8 +30,8 @@ demo: install            ## stack up, a real worker, the samples through the pip
 test: install            ## the whole suite; starts its own Kafka unless CALLBILL_KAFKA_BOOTSTRAP is set
 	$(PY) -m pytest -q
 
-unit: install            ## pure-logic tests only (no broker)
-	$(PY) -m pytest -q tests/test_domain_*.py tests/test_schemas.py tests/test_settings.py tests/test_structure.py tests/test_logs.py tests/test_email_dns.py tests/test_invoice_pdf.py
+unit: install            ## the fast tiers: pure rules and every stage in process (no broker), under a minute
+	$(PY) -m pytest -q tests/unit tests/stages
 
 up: install              ## local Kafka (KRaft), SeaweedFS S3 and the SMTP sink, under ./var
 	$(CALLBILL) dev up

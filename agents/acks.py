@@ -17,82 +17,78 @@ from datetime import timedelta
 
 import faust
 
+from agents.context import Context
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.channels import message_id, plan
-from agents.routing import audit, guarded, parse, publish, wait_until_due
-from app import delivery as transports
-from app.main import app, settings, topics
-from app.storage import seller
+from agents.routing import guarded, parse, wait_until_due
 from runtime.writes import durably
 from domain.backoff import next_delay
 from domain.delivery import EmailRoute, NoRoute, SmsRoute
 from domain.ledger import State
 from domain.messages import ack_email, ack_sms
 from schemas.deliveries import AckDue, Delivery
-from schemas.events import utcnow
-from tables.directory import directory
-from tables.ledger import get_entry, update_entry
 
 STAGE = "ack"
 BUDGET = 20.0  # seconds of retries at the most, and never past the deadline
 
 
-async def handle(event: faust.EventT) -> None:
+async def handle(ctx: Context, event: faust.EventT) -> None:
     item: AckDue = parse(AckDue, event.value)
-    if not await wait_until_due((item.dueAt - utcnow()).total_seconds()):
+    if not await wait_until_due(ctx, (item.dueAt - ctx.clock()).total_seconds()):
         return
     iid = item.interactionId
-    entry = get_entry(iid)
+    entry = ctx.ledger.get(iid)
     if entry is None or entry.state is State.DELIVERED or entry.delivery or entry.deliveryIntent:
         return  # the invoice came in time (or is on its way): no acknowledgement
     if entry.ack or entry.ackIntent:
-        await audit(STAGE, iid, "ALREADY_ACKNOWLEDGED")
+        await ctx.audit(STAGE, iid, "ALREADY_ACKNOWLEDGED")
         return
-    left = (item.intakeAt + timedelta(seconds=settings.ack_deadline_seconds) - utcnow()).total_seconds()
+    left = (item.intakeAt + timedelta(seconds=ctx.settings.ack_deadline_seconds) - ctx.clock()).total_seconds()
     if left <= 0:
-        await audit(STAGE, iid, "ACK_SKIPPED", "too late")
+        await ctx.audit(STAGE, iid, "ACK_SKIPPED", "too late")
         return
-    await directory.ready()
-    customer = directory.customers.get(item.customerId)
+    await ctx.directory.ready()
+    customer = ctx.directory.customers.get(item.customerId)
     if customer is None:
-        await audit(STAGE, iid, "ACK_SKIPPED", "customer unknown")
+        await ctx.audit(STAGE, iid, "ACK_SKIPPED", "customer unknown")
         return
-    r = await plan(customer)
+    r = await plan(ctx, customer)
     if isinstance(r, NoRoute) or not isinstance(r, (EmailRoute, SmsRoute)):
-        await audit(STAGE, iid, "ACK_SKIPPED", r.reason if isinstance(r, NoRoute) else "postal customer")
+        await ctx.audit(STAGE, iid, "ACK_SKIPPED", r.reason if isinstance(r, NoRoute) else "postal customer")
         return
     channel = "EMAIL" if isinstance(r, EmailRoute) else "SMS"
-    await durably(update_entry, iid, ackIntent={"channel": channel, "at": utcnow().isoformat()})
-    mid = message_id(iid, "ack")
-    name = seller().name
+    await durably(ctx.ledger.update, iid, ackIntent={"channel": channel, "at": ctx.clock().isoformat()})
+    mid = message_id(ctx, iid, "ack")
+    name = ctx.services.seller.name
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(BUDGET, left)
     attempt = 0
     while True:
         try:
             if isinstance(r, EmailRoute):
-                transport, provider = await transports.send_email(r.address, ack_email(name, transports.redactor()), mid)
+                transport, provider = await ctx.services.transports.send_email(r.address, ack_email(name, ctx.services.transports.redactor()), mid)
             else:
-                transport, provider = await transports.send_sms(r.number, ack_sms(name, transports.redactor()))
+                transport, provider = await ctx.services.transports.send_sms(r.number, ack_sms(name, ctx.services.transports.redactor()))
             break
         except SendRetryable as e:
             delay = next_delay(attempt, 0.5, 5.0, e.retry_after)
             attempt += 1
             if loop.time() + delay > deadline:
-                update_entry(iid, ackIntent=None)
-                await audit(STAGE, iid, "ACK_FAILED", e.reason)
+                ctx.ledger.update(iid, ackIntent=None)
+                await ctx.audit(STAGE, iid, "ACK_FAILED", e.reason)
                 return
             await asyncio.sleep(delay)
         except (SendRejected, SendUnconfirmed) as e:
-            await audit(STAGE, iid, "ACK_FAILED", e.reason)  # the intent stays: never a second try
+            await ctx.audit(STAGE, iid, "ACK_FAILED", e.reason)  # the intent stays: never a second try
             return
     done = Delivery(interactionId=iid, kind="ack", channel=channel, transport=transport, providerId=provider,
                     messageId=mid if transport == "smtp" else None)
-    update_entry(iid, ack=done.model_dump(mode="json", exclude_none=True))
-    await publish("callbill.deliveries", iid, done, wait=False)
-    await audit(STAGE, iid, "ACKNOWLEDGED", channel)
+    ctx.ledger.update(iid, ack=done.model_dump(mode="json", exclude_none=True))
+    await ctx.publish("callbill.deliveries", iid, done, wait=False)
+    await ctx.audit(STAGE, iid, "ACKNOWLEDGED", channel)
 
 
-@app.agent(topics["callbill.acks"], name="acks")
-async def acks(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, handle)
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["callbill.acks"], name="acks")
+    async def acks(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: handle(ctx, e))

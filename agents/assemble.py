@@ -11,22 +11,18 @@ from datetime import datetime, timedelta
 
 import faust
 
+from agents.context import Context
 from adapters.genesys import GenesysError
-from agents.routing import audit, guarded, parse, publish, review
-from app import genesys
+from agents.routing import guarded, parse
 from runtime.logs import get_logger
-from app.main import app, settings, topics
 from runtime.metrics import EXTERNAL_ERRORS
 from domain.assembly import (
     Pending, analytics_facts, apply, deciding_code, interaction_from_pending, missing, wrapup_ids,
 )
 from domain.intake import interaction_from_webhook
-from schemas.customers import customer_from_genesys_contact
-from schemas.events import InteractionCompleted, utcnow
+from schemas.customers import Customer, customer_from_genesys_contact
+from schemas.events import InteractionCompleted
 from schemas.genesys import DetailEventBody, EventBridgeEvent, GenesysEvent, WebhookPayload
-from tables.directory import directory, publish_customer
-from tables.ledger import get_entry
-from tables.pending import drop_pending, get_pending, put_pending
 
 STAGE = "assemble"
 log = get_logger(STAGE)
@@ -36,120 +32,120 @@ class NotYet(Exception):
     """Genesys could not answer now; the conversation stays pending and is tried again."""
 
 
-async def handle(event: faust.EventT) -> None:
+async def handle(ctx: Context, event: faust.EventT) -> None:
     envelope: GenesysEvent = parse(GenesysEvent, event.value)
-    now = utcnow()
+    now = ctx.clock()
     if envelope.kind == "webhook":
         payload = parse(WebhookPayload, envelope.payload)
-        await emit(interaction_from_webhook(payload), now)
+        await emit(ctx, interaction_from_webhook(payload), now)
     elif envelope.kind == "eventbridge":
         ev: EventBridgeEvent = parse(EventBridgeEvent, envelope.payload)
-        await on_detail_event(ev.conversation_id, ev.event_kind, DetailEventBody.model_validate(ev.detail.eventBody), now)
+        await on_detail_event(ctx, ev.conversation_id, ev.event_kind, DetailEventBody.model_validate(ev.detail.eventBody), now)
     elif envelope.kind == "backfill":
-        await on_analytics(envelope.payload, now, source="backfill")
+        await on_analytics(ctx, envelope.payload, now, source="backfill")
     else:
-        await on_expire(str(envelope.payload.get("conversationId")), now)
+        await on_expire(ctx, str(envelope.payload.get("conversationId")), now)
 
 
-async def on_detail_event(cid: str, kind: str, body: DetailEventBody, now: datetime) -> None:
-    p = get_pending(cid)
+async def on_detail_event(ctx: Context, cid: str, kind: str, body: DetailEventBody, now: datetime) -> None:
+    p = ctx.pending.get(cid)
     if p is not None and p.done is not None:
-        await audit(STAGE, cid, "LATE_EVENT", kind)
+        await ctx.audit(STAGE, cid, "LATE_EVENT", kind)
         return
     p, new = apply(p, cid, kind, body, now)
     if not new:
-        await audit(STAGE, cid, "REPEATED_EVENT", kind)
+        await ctx.audit(STAGE, cid, "REPEATED_EVENT", kind)
         return
-    put_pending(p)
+    ctx.pending.put(p)
     if missing(p):
-        await audit(STAGE, cid, "EVENT_RECEIVED", kind)
+        await ctx.audit(STAGE, cid, "EVENT_RECEIVED", kind)
         return
     try:
-        await complete(p, "eventbridge", now)
+        await complete(ctx, p, "eventbridge", now)
     except NotYet as e:
-        await audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
+        await ctx.audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
 
 
-async def on_analytics(conv: dict, now: datetime, source: str) -> None:
+async def on_analytics(ctx: Context, conv: dict, now: datetime, source: str) -> None:
     cid = str(conv.get("conversationId"))
     facts = analytics_facts(conv)
     if facts is None:
-        await audit(STAGE, cid, "NOT_ENDED", source)
+        await ctx.audit(STAGE, cid, "NOT_ENDED", source)
         return
-    p = get_pending(cid)
-    if (p is not None and p.done is not None) or get_entry(cid) is not None:
-        await audit(STAGE, cid, "ALREADY_ASSEMBLED", source)
+    p = ctx.pending.get(cid)
+    if (p is not None and p.done is not None) or ctx.ledger.get(cid) is not None:
+        await ctx.audit(STAGE, cid, "ALREADY_ASSEMBLED", source)
         return
     if missing(facts):
-        await audit(STAGE, cid, "NOT_WRAPPED_UP", source)
+        await ctx.audit(STAGE, cid, "NOT_WRAPPED_UP", source)
         return
     try:
-        await complete(facts, source, now)
+        await complete(ctx, facts, source, now)
     except NotYet as e:
         # a backfill runs again; keep nothing half-done
-        await audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
+        await ctx.audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
 
 
-async def on_expire(cid: str, now: datetime) -> None:
-    p = get_pending(cid)
+async def on_expire(ctx: Context, cid: str, now: datetime) -> None:
+    p = ctx.pending.get(cid)
     if p is None:
         return
     if p.done is not None:
-        if now - p.done >= timedelta(seconds=settings.assembly_done_ttl):
-            drop_pending(cid)
+        if now - p.done >= timedelta(seconds=ctx.settings.assembly_done_ttl):
+            ctx.pending.drop(cid)
         return
-    if now - p.firstSeen < timedelta(seconds=settings.assembly_wait):
+    if now - p.firstSeen < timedelta(seconds=ctx.settings.assembly_wait):
         return
-    api = genesys.client()
+    api = ctx.services.genesys
     if api is not None:
         try:
             conv = await api.conversation_details(cid)
         except GenesysError as e:
             EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
-            await audit(STAGE, cid, "WAITING_FOR_GENESYS", f"analytics {e.status}")
+            await ctx.audit(STAGE, cid, "WAITING_FOR_GENESYS", f"analytics {e.status}")
             return
         facts = analytics_facts(conv) if conv else None
         if facts is not None and not missing(facts):
             facts.contactIds = list(dict.fromkeys(p.contactIds + facts.contactIds))
             try:
-                await complete(facts, "backfill", now)
+                await complete(ctx, facts, "backfill", now)
                 return
             except NotYet as e:
-                await audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
+                await ctx.audit(STAGE, cid, "WAITING_FOR_GENESYS", str(e))
                 return
     reason = "missing " + ", ".join(missing(p))
-    await review(STAGE, cid, "INCOMPLETE_CONVERSATION", detail=reason)
-    await audit(STAGE, cid, "REVIEW", "INCOMPLETE_CONVERSATION")
-    mark_done(p, now)
+    await ctx.review(STAGE, cid, "INCOMPLETE_CONVERSATION", detail=reason)
+    await ctx.audit(STAGE, cid, "REVIEW", "INCOMPLETE_CONVERSATION")
+    mark_done(ctx, p, now)
 
 
-async def complete(p: Pending, source: str, now: datetime) -> None:
+async def complete(ctx: Context, p: Pending, source: str, now: datetime) -> None:
     codes = []
     try:
         for code_id in wrapup_ids(p):
-            codes.append((code_id, await genesys.wrapup_codes().name(code_id)))
+            codes.append((code_id, await ctx.services.wrapup_codes.name(code_id)))
     except GenesysError as e:
         EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
         raise NotYet(f"wrap-up code lookup {e.status}") from None
-    code = deciding_code(codes, settings.billable_code_set)
-    assert code is not None  # complete() is only called when there is one
+    code = deciding_code(codes, ctx.settings.billable_code_set)
+    assert code is not None  # complete(ctx) is only called when there is one
     unknown = [cid for cid, name in codes if name is None]
     if code[1] is None and unknown:
-        await review(STAGE, p.conversationId, "UNKNOWN_WRAPUP_CODE",
+        await ctx.review(STAGE, p.conversationId, "UNKNOWN_WRAPUP_CODE",
                      detail="wrap-up code id(s) not known to Genesys: " + ", ".join(unknown))
-        await audit(STAGE, p.conversationId, "REVIEW", "UNKNOWN_WRAPUP_CODE")
-        mark_done(p, now)
+        await ctx.audit(STAGE, p.conversationId, "REVIEW", "UNKNOWN_WRAPUP_CODE")
+        mark_done(ctx, p, now)
         return
-    customer_id = await resolve_customer(p.contactIds)
+    customer_id = await resolve_customer(ctx, p.contactIds)
     interaction = interaction_from_pending(p, code, customer_id).model_copy(update={"source": source})
-    await emit(interaction, now, p)
+    await emit(ctx, interaction, now, p)
 
 
-async def resolve_customer(contact_ids: list[str]) -> str | None:
-    """The directory first; else the Genesys external contact, added to the directory."""
-    await directory.ready()
-    found = directory.customer_for_contacts(contact_ids)
-    api = genesys.client()
+async def resolve_customer(ctx: Context, contact_ids: list[str]) -> str | None:
+    """The directory first; else the Genesys external contact, added to the ctx.directory."""
+    await ctx.directory.ready()
+    found = ctx.directory.customer_for_contacts(contact_ids)
+    api = ctx.services.genesys
     if found or api is None:
         return found
     for contact_id in contact_ids:
@@ -160,63 +156,74 @@ async def resolve_customer(contact_ids: list[str]) -> str | None:
             raise NotYet(f"external contact lookup {e.status}") from None
         if contact:
             customer = customer_from_genesys_contact(contact)
-            await publish_customer(customer)
+            await publish_customer(ctx, customer)
             return customer.customerId
     return None
 
 
-async def emit(interaction: InteractionCompleted, now: datetime, p: Pending | None = None) -> None:
-    await publish("callbill.interactions", interaction.interactionId, interaction, wait=False)
-    mark_done(p or Pending(conversationId=interaction.interactionId, firstSeen=now, updatedAt=now), now)
-    await audit(STAGE, interaction.interactionId, "ASSEMBLED", interaction.source)
+async def publish_customer(ctx: Context, customer: Customer) -> None:
+    """Add a customer to the directory topic (and to this worker's view at once)."""
+    value = customer.model_dump_json().encode()
+    await ctx.send_raw("crm.customers", customer.customerId.encode(), value)
+    ctx.directory.apply(customer.customerId, value)
 
 
-def mark_done(p: Pending, now: datetime) -> None:
-    put_pending(Pending(conversationId=p.conversationId, firstSeen=p.firstSeen, updatedAt=now, done=now))
+async def emit(ctx: Context, interaction: InteractionCompleted, now: datetime, p: Pending | None = None) -> None:
+    await ctx.publish("callbill.interactions", interaction.interactionId, interaction, wait=False)
+    mark_done(ctx, p or Pending(conversationId=interaction.interactionId, firstSeen=now, updatedAt=now), now)
+    await ctx.audit(STAGE, interaction.interactionId, "ASSEMBLED", interaction.source)
 
 
-@app.agent(topics["genesys.events"], name="assemble")
-async def assemble(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, handle)
+def mark_done(ctx: Context, p: Pending, now: datetime) -> None:
+    ctx.pending.put(Pending(conversationId=p.conversationId, firstSeen=p.firstSeen, updatedAt=now, done=now))
 
 
-@app.timer(settings.assembly_sweep_interval)
-async def sweep_pending() -> None:
+async def sweep_pending(ctx: Context) -> None:
     """Remind the assembler of conversations that waited too long (tables are written
     only from the agent, in the message's partition, so the timer sends a message)."""
-    from tables.pending import pending
-
-    now = utcnow()
-    wait = timedelta(seconds=settings.assembly_wait)
-    done_ttl = timedelta(seconds=settings.assembly_done_ttl)
+    now = ctx.clock()
+    wait = timedelta(seconds=ctx.settings.assembly_wait)
+    done_ttl = timedelta(seconds=ctx.settings.assembly_done_ttl)
     sent = 0
-    for cid, raw in list(pending.items()):
-        p = Pending.model_validate(raw)
+    for cid, p in ctx.pending.items():
         if (p.done is None and now - p.firstSeen >= wait) or (p.done is not None and now - p.done >= done_ttl):
             record = GenesysEvent(kind="expire", receivedAt=now, payload={"conversationId": cid})
-            await topics["genesys.events"].send(key=cid.encode(), value=record.model_dump_json().encode())
+            await ctx.send_raw("genesys.events", cid.encode(), record.model_dump_json().encode())
             sent += 1
     if sent:
         log.info("expiry reminders sent", extra={"stage": STAGE, "count": sent})
 
 
-@app.timer(settings.reconcile_interval, on_leader=True)
-async def reconcile() -> None:
+async def reconcile(ctx: Context) -> None:
     """Backfill the last hours so an event lost upstream is still invoiced (leader only)."""
     from agents.reconcile import backfill
 
-    api = genesys.client()
-    if api is None or settings.reconcile_hours <= 0:
+    api = ctx.services.genesys
+    if api is None or ctx.settings.reconcile_hours <= 0:
         return
-    until = utcnow()
-    since = until - timedelta(hours=settings.reconcile_hours)
+    until = ctx.clock()
+    since = until - timedelta(hours=ctx.settings.reconcile_hours)
 
     async def send(key: str, value: bytes) -> None:
-        await topics["genesys.events"].send(key=key.encode(), value=value)
+        await ctx.send_raw("genesys.events", key.encode(), value)
     try:
-        summary = await backfill(api, genesys.wrapup_codes(), since, until, send, settings.billable_code_set)
+        summary = await backfill(api, ctx.services.wrapup_codes, since, until, send, ctx.settings.billable_code_set)
     except GenesysError as e:
         EXTERNAL_ERRORS.labels("genesys", f"http_{e.status}" if e.status else "unreachable").inc()
         log.warning("reconciliation failed", extra={"stage": "reconcile", "reason": f"{e.endpoint} {e.status}"})
         return
     log.info("reconciliation done", extra={"stage": "reconcile", "reason": summary.line()})
+
+
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["genesys.events"], name="assemble")
+    async def assemble(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: handle(ctx, e))
+
+    @app.timer(ctx.settings.assembly_sweep_interval)
+    async def sweep_pending_timer() -> None:
+        await sweep_pending(ctx)
+
+    @app.timer(ctx.settings.reconcile_interval, on_leader=True)
+    async def reconcile_timer() -> None:
+        await reconcile(ctx)

@@ -16,16 +16,18 @@ from datetime import timedelta
 from typing import TypeVar
 
 import faust
+
 from pydantic import BaseModel
 
-from agents.routing import all_sent, audit, header, publish
+from agents.context import Context
+
+from agents.routing import all_sent, header
 from runtime import headers
 from runtime.logs import get_logger
-from app.main import settings
 from runtime.metrics import EXTERNAL_ERRORS, EXTERNAL_LATENCY, RETRY_PARKED
 from runtime.writes import PENDING_WRITES
 from domain.backoff import next_delay
-from schemas.events import RetryItem, utcnow
+from schemas.events import RetryItem
 
 log = get_logger("agents")
 T = TypeVar("T")
@@ -75,7 +77,7 @@ class Parked:
     recipient: bool = False  # delivery: the recipient (not the server) was refused with 4xx
 
 
-async def with_backoff(call: Callable[[], Awaitable[T]], retryable: type[Exception] | tuple[type[Exception], ...],
+async def with_backoff(ctx: Context, call: Callable[[], Awaitable[T]], retryable: type[Exception] | tuple[type[Exception], ...],
                        batch: Batch, attempts: int, system: str, kind: Callable[[Exception], str]) -> T | Parked:
     """The one backoff loop of the ERP call, the document store and the send: `call` again
     after each `retryable` failure, a doubling, jittered, capped delay apart (at least the
@@ -92,7 +94,7 @@ async def with_backoff(call: Callable[[], Awaitable[T]], retryable: type[Excepti
             retry_after = getattr(e, "retry_after", None)
             reason = getattr(e, "reason", type(e).__name__)
             if attempt >= attempts or batch.park.is_set() or await batch.backoff(
-                    next_delay(attempt - 1, settings.backoff_base, settings.backoff_cap, retry_after)):
+                    next_delay(attempt - 1, ctx.settings.backoff_base, ctx.settings.backoff_cap, retry_after)):
                 return Parked(reason, retry_after, recipient=bool(getattr(e, "recipient", False)))
         finally:
             EXTERNAL_LATENCY.labels(system).observe(time.perf_counter() - started)
@@ -103,19 +105,19 @@ def attempt_of(event: faust.EventT) -> int:
     return int(header(event, headers.ATTEMPT) or 0) + 1
 
 
-async def park(stage: str, event: faust.EventT, iid: str, topic: str, payload: BaseModel, p: Parked) -> int:
+async def park(ctx: Context, stage: str, event: faust.EventT, iid: str, topic: str, payload: BaseModel, p: Parked) -> int:
     """Put the item on callbill.retry, due after a doubling, jittered, capped delay (at
     least Retry-After); the retry agent sends it back to `topic` then. Returns the attempt."""
     attempt = attempt_of(event)
-    delay = min(settings.retry_max_delay,
-                settings.retry_base_delay + next_delay(attempt - 1, settings.retry_base_delay,
-                                                       settings.retry_max_delay, p.retry_after))
-    await publish("callbill.retry", iid, RetryItem(
+    delay = min(ctx.settings.retry_max_delay,
+                ctx.settings.retry_base_delay + next_delay(attempt - 1, ctx.settings.retry_base_delay,
+                                                       ctx.settings.retry_max_delay, p.retry_after))
+    await ctx.publish("callbill.retry", iid, RetryItem(
         interactionId=iid, stage=stage, topic=topic, attempt=attempt,
-        notBefore=utcnow() + timedelta(seconds=delay), reason=p.reason,
+        notBefore=ctx.clock() + timedelta(seconds=delay), reason=p.reason,
         payload=payload.model_dump(mode="json")), wait=False)
     RETRY_PARKED.labels(stage).inc()
-    await audit(stage, iid, "PARKED", p.reason, count=attempt)
+    await ctx.audit(stage, iid, "PARKED", p.reason, count=attempt)
     return attempt
 
 
@@ -127,7 +129,7 @@ def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
     return list(groups.values())
 
 
-async def run_batches(stream: faust.StreamT, stage: str, size: int, window: float,
+async def run_batches(ctx: Context, stream: faust.StreamT, stage: str, size: int, window: float,
                       handle: Callable[[faust.EventT, Batch], Awaitable[None]], concurrent: bool = True) -> None:
     """`handle` must never raise (wrap it like agents/routing.py's guard)."""
     async for events in stream.take_events(size, within=window):

@@ -18,79 +18,79 @@ from pathlib import Path
 
 import faust
 
-from agents.routing import audit, guarded, parse, publish, review
+from agents.context import Context
+from agents.routing import guarded, parse
 from runtime.logs import get_logger
-from app.main import app, settings, topics
 from runtime.metrics import STAGE_OUTCOMES
 from domain.backoff import next_delay
 from domain.bounces import BounceParseError, BounceReport, interaction_of, parse_dsn
 from domain.delivery import suppression_key
 from domain.ledger import State
 from schemas.deliveries import Bounce, Suppression
-from schemas.events import RetryItem, utcnow
-from tables.ledger import get_entry, update_entry
-from tables.suppressions import suppress
+from schemas.events import RetryItem
 
 STAGE = "bounces"
 log = get_logger("bounces")
 
 
-def bounce_of(report: BounceReport) -> Bounce:
-    iid = interaction_of(report.messageId, _domain())
+def bounce_of(ctx: Context, report: BounceReport) -> Bounce:
+    iid = interaction_of(report.messageId, _domain(ctx))
     return Bounce(address=suppression_key(report.address), kind=report.kind, status=report.status,
                   diagnostic=report.diagnostic, interactionId=iid, messageId=report.messageId,
                   source=report.source)  # type: ignore[arg-type]
 
 
-def _domain() -> str:
-    return settings.mail_from.rsplit("@", 1)[-1]
+def _domain(ctx: Context) -> str:
+    return ctx.settings.mail_from.rsplit("@", 1)[-1]
 
 
-async def publish_bounce(b: Bounce) -> None:
-    await publish("callbill.bounces", b.interactionId or b.address, b)
+async def publish_bounce(ctx: Context, b: Bounce) -> None:
+    await ctx.publish("callbill.bounces", b.interactionId or b.address, b)
 
 
-async def handle(event: faust.EventT) -> None:
+async def suppress(ctx: Context, s: Suppression) -> None:
+    """Add to the list (and to this worker's view at once, so the next send sees it)."""
+    value = s.model_dump_json().encode()
+    await ctx.send_raw("callbill.suppressions", s.address.encode(), value)
+    ctx.suppressions.apply(s.address, value)
+
+
+async def handle(ctx: Context, event: faust.EventT) -> None:
     b: Bounce = parse(Bounce, event.value)
     iid = b.interactionId
-    entry = get_entry(iid) if iid else None
-    if b.kind == "soft" and entry is not None and entry.softBounces + 1 < settings.soft_bounce_limit:
+    entry = ctx.ledger.get(iid) if iid else None
+    if b.kind == "soft" and entry is not None and entry.softBounces + 1 < ctx.settings.soft_bounce_limit:
         n = entry.softBounces + 1
-        update_entry(iid, softBounces=n, deliveryAttempt=entry.deliveryAttempt + 1, state=State.DOCUMENTED)
+        ctx.ledger.update(iid, softBounces=n, deliveryAttempt=entry.deliveryAttempt + 1, state=State.DOCUMENTED)
         if entry.document:
-            delay = settings.retry_base_delay + next_delay(n, settings.retry_base_delay, settings.retry_max_delay)
-            await publish("callbill.retry", iid, RetryItem(
+            delay = ctx.settings.retry_base_delay + next_delay(n, ctx.settings.retry_base_delay, ctx.settings.retry_max_delay)
+            await ctx.publish("callbill.retry", iid, RetryItem(
                 interactionId=iid, stage=STAGE, topic="callbill.documents", attempt=n,
-                notBefore=utcnow() + timedelta(seconds=delay), reason=f"soft bounce {b.status or ''}".strip(),
+                notBefore=ctx.clock() + timedelta(seconds=delay), reason=f"soft bounce {b.status or ''}".strip(),
                 payload=entry.document), wait=False)
-        await audit(STAGE, iid, "SOFT_BOUNCE", b.status, count=n)
+        await ctx.audit(STAGE, iid, "SOFT_BOUNCE", b.status, count=n)
         return
     reason = "complaint" if b.kind == "complaint" else ("hard" if b.kind == "hard" else "soft-limit")
-    await suppress(Suppression(address=b.address, reason=reason, status=b.status, source=b.source,  # type: ignore[arg-type]
+    await suppress(ctx, Suppression(address=b.address, reason=reason, status=b.status, source=b.source,  # type: ignore[arg-type]
                                interactionId=iid))
     STAGE_OUTCOMES.labels(STAGE, "SUPPRESSED").inc()
     if entry is None:
         log.info("address suppressed", extra={"stage": STAGE, "reason": reason})
         return
     failed = {**(entry.delivery or {}), "status": "FAILED", "reason": f"{reason} bounce"}
-    update_entry(iid, state=State.REVIEW, reason="PENDING_REVIEW:BOUNCED", delivery=failed,
+    ctx.ledger.update(iid, state=State.REVIEW, reason="PENDING_REVIEW:BOUNCED", delivery=failed,
                  softBounces=entry.softBounces + (b.kind == "soft"))
-    await review(STAGE, iid, "PENDING_REVIEW:BOUNCED",
+    await ctx.review(STAGE, iid, "PENDING_REVIEW:BOUNCED",
                  detail=f"email {reason} bounce{' ' + b.status if b.status else ''}: the address is suppressed; "
                         "update the customer's contact details and resubmit")
-    await audit(STAGE, iid, "BOUNCED", reason)
+    await ctx.audit(STAGE, iid, "BOUNCED", reason)
 
 
-@app.agent(topics["callbill.bounces"], name="bounces")
-async def bounces(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, handle)
-
-
-async def scan_maildir(directory: Path) -> tuple[int, int]:
-    """Publish the bounces of every message file in `directory`; move each to processed/
+async def scan_maildir(ctx: Context, maildir: Path) -> tuple[int, int]:
+    """Publish the bounces of every message file in `maildir`; move each to processed/
     (or unreadable/ when it is not a DSN). Returns (files, bounces)."""
     files = bounces_found = 0
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted(p for p in maildir.iterdir() if p.is_file() and not p.name.startswith(".")):
         claimed = path.with_name(f".{path.name}.{os.getpid()}")
         try:
             os.rename(path, claimed)  # another worker may be scanning the same directory
@@ -102,23 +102,31 @@ async def scan_maildir(directory: Path) -> tuple[int, int]:
         except BounceParseError:
             reports, target = [], "unreadable"
         for r in reports:
-            await publish_bounce(bounce_of(r))
-        (directory / target).mkdir(exist_ok=True)
-        os.replace(claimed, directory / target / path.name)
+            await publish_bounce(ctx, bounce_of(ctx, r))
+        (maildir / target).mkdir(exist_ok=True)
+        os.replace(claimed, maildir / target / path.name)
         files += 1
         bounces_found += len(reports)
     return files, bounces_found
 
 
-@app.timer(settings.bounce_poll_interval)
-async def bounce_mailbox() -> None:
-    if settings.bounce_maildir is None or not settings.bounce_maildir.is_dir():
+async def bounce_mailbox(ctx: Context) -> None:
+    if ctx.settings.bounce_maildir is None or not ctx.settings.bounce_maildir.is_dir():
         return
     try:
-        files, found = await scan_maildir(settings.bounce_maildir)
+        files, found = await scan_maildir(ctx, ctx.settings.bounce_maildir)
     except Exception as e:  # noqa: BLE001 - the next scan tries again
         log.warning("bounce mailbox scan failed", extra={"stage": STAGE, "reason": type(e).__name__})
         return
     if files:
         log.info("bounce mailbox read", extra={"stage": STAGE, "count": found})
 
+
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["callbill.bounces"], name="bounces")
+    async def bounces(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: handle(ctx, e))
+
+    @app.timer(ctx.settings.bounce_poll_interval)
+    async def bounce_mailbox_scan() -> None:
+        await bounce_mailbox(ctx)

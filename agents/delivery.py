@@ -17,17 +17,14 @@ from collections.abc import Awaitable, Callable
 
 import faust
 
+from agents.context import Context
 from adapters.sending import SendRejected, SendRetryable, SendUnconfirmed
 from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_backoff
 from agents.channels import message_id, plan
-from agents.routing import (audit, event_context, guard_one, header, parse, publish, review,
-                            source_of)
-from app import delivery as transports
+from agents.routing import event_context, guard_one, header, parse, source_of
 from runtime import headers
 from runtime.logs import get_logger
-from app.main import app, settings, topics
 from runtime.metrics import END_TO_END, EXTERNAL_ERRORS
-from app.storage import seller
 from runtime.writes import durably
 from domain.delivery import EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email
 from domain.ledger import LedgerEntry, State
@@ -35,18 +32,15 @@ from domain.messages import MessageData, amount_text, invoice_email, invoice_sms
 from schemas.customers import Customer
 from schemas.deliveries import Bounce, Delivery, PostalJob, PostalRecipient
 from schemas.documents import DocumentStored
-from schemas.events import utcnow
 from schemas.invoices import Invoice
-from tables.directory import directory
-from tables.ledger import get_entry, update_entry
 
 STAGE = "delivery"
 CHANNEL = {EmailRoute: "EMAIL", SmsRoute: "SMS", PostalRoute: "POSTAL"}
 log = get_logger("delivery")
 
 
-def message_data(invoice: Invoice, doc: DocumentStored, customer: Customer) -> MessageData:
-    s = seller()
+def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: Customer) -> MessageData:
+    s = ctx.services.seller
     return MessageData(
         invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=amount_text(invoice.currency, invoice.total),
         dueDate=invoice.dueDate.isoformat(), url=doc.url, expires=local_time(doc.expiresAt, invoice.timezone),
@@ -54,39 +48,39 @@ def message_data(invoice: Invoice, doc: DocumentStored, customer: Customer) -> M
         greeting=f" {customer.name}" if customer.name else "")
 
 
-async def send(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
+async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
                on_start: Callable[[], Awaitable[None]]) -> tuple[str, str]:
     """(transport, provider id); raises the adapters/sending.py errors. `on_start` (the
     intent record) is awaited right before the message leaves."""
-    redact = transports.redactor()
-    data = message_data(invoice, doc, customer)
+    redact = ctx.services.transports.redactor()
+    data = message_data(ctx, invoice, doc, customer)
     if isinstance(r, EmailRoute):
-        return await transports.send_email(r.address, invoice_email(data, redact, settings.mail_subject), mid,
+        return await ctx.services.transports.send_email(r.address, invoice_email(data, redact, ctx.settings.mail_subject), mid,
                                            on_start)
     if isinstance(r, SmsRoute):
-        return await transports.send_sms(r.number, invoice_sms(data, redact), on_start)
+        return await ctx.services.transports.send_sms(r.number, invoice_sms(data, redact), on_start)
     assert isinstance(r, PostalRoute)
     await on_start()
     job = PostalJob(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, documentKey=doc.key,
                     storage=doc.storage, url=doc.url, expiresAt=doc.expiresAt, sha256=doc.sha256,
                     recipient=PostalRecipient(name=redact(r.name) if r.name else None,
                                               lines=[redact(x) for x in r.lines], country=r.country))
-    fut = await publish("callbill.postal", invoice.interactionId, job)
+    fut = await ctx.publish("callbill.postal", invoice.interactionId, job)
     meta = fut.result()
     return "postal", f"{meta.topic}/{meta.partition}/{meta.offset}"
 
 
-def system_of(r: Route) -> str:
+def system_of(ctx: Context, r: Route) -> str:
     """The outside system a route's send goes to, for the error and latency metrics."""
     if isinstance(r, EmailRoute):
-        return settings.email_transport  # smtp or genesys
+        return ctx.settings.email_transport  # smtp or genesys
     return "genesys" if isinstance(r, SmsRoute) else "kafka"
 
 
-async def send_with_backoff(r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
+async def send_with_backoff(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
                             batch: Batch, on_start: Callable[[], Awaitable[None]]) -> tuple[str, str] | Parked:
-    return await with_backoff(lambda: send(r, invoice, doc, customer, mid, on_start), SendRetryable, batch,
-                              settings.delivery_attempts, system_of(r), lambda e: "retryable")
+    return await with_backoff(ctx, lambda: send(ctx, r, invoice, doc, customer, mid, on_start), SendRetryable, batch,
+                              ctx.settings.delivery_attempts, system_of(ctx, r), lambda e: "retryable")
 
 
 class Intent:
@@ -95,57 +89,58 @@ class Intent:
     the worker dies has no intent, so it is sent after the restart instead of going to
     review as unconfirmed. Kafka has the record before the send starts."""
 
-    def __init__(self, iid: str, fields: dict) -> None:
-        self.iid, self.fields, self.written = iid, fields, False
+    def __init__(self, ctx: Context, iid: str, fields: dict) -> None:
+        self.ctx, self.iid, self.fields, self.written = ctx, iid, fields, False
 
     async def record(self) -> None:
         if not self.written:
-            await durably(update_entry, self.iid, deliveryIntent={**self.fields, "at": utcnow().isoformat()})
+            await durably(self.ctx.ledger.update, self.iid,
+                          deliveryIntent={**self.fields, "at": self.ctx.clock().isoformat()})
             self.written = True
 
 
-async def to_review(iid: str, reason: str, detail: str, **changes) -> None:
-    update_entry(iid, state=State.REVIEW, reason=reason, **changes)
-    await review(STAGE, iid, reason, detail=detail)
-    await audit(STAGE, iid, "REVIEW", reason)
+async def to_review(ctx: Context, iid: str, reason: str, detail: str, **changes) -> None:
+    ctx.ledger.update(iid, state=State.REVIEW, reason=reason, **changes)
+    await ctx.review(STAGE, iid, reason, detail=detail)
+    await ctx.audit(STAGE, iid, "REVIEW", reason)
 
 
-async def announce_again(iid: str, entry: LedgerEntry) -> None:
+async def announce_again(ctx: Context, iid: str, entry: LedgerEntry) -> None:
     """The records of a decided outcome, written again: the delivery (or the refusal's
     bounce or review). Consumers take them by interactionId and attempt, so twice is fine."""
     outcome = entry.delivery or {}
     if outcome.get("status") == "SENT":
         done = Delivery.model_validate({k: v for k, v in outcome.items() if k in Delivery.model_fields})
-        await publish("callbill.deliveries", iid, done, wait=False)
-        await audit(STAGE, iid, "DELIVERED", f"{done.channel} (republished after a restart)")
+        await ctx.publish("callbill.deliveries", iid, done, wait=False)
+        await ctx.audit(STAGE, iid, "DELIVERED", f"{done.channel} (republished after a restart)")
     elif entry.state is State.REVIEW:
-        await review(STAGE, iid, entry.reason or f"DELIVERY_REJECTED:{outcome.get('channel')}",
+        await ctx.review(STAGE, iid, entry.reason or f"DELIVERY_REJECTED:{outcome.get('channel')}",
                      detail=outcome.get("reason"))
-        await audit(STAGE, iid, "REVIEW", entry.reason)
+        await ctx.audit(STAGE, iid, "REVIEW", entry.reason)
     elif "bounceStatus" in outcome:  # a hard bounce the bounce agent may not have seen
-        await directory.ready()
-        customer = directory.customers.get(Invoice.model_validate(entry.invoice).customerReference)
+        await ctx.directory.ready()
+        customer = ctx.directory.customers.get(Invoice.model_validate(entry.invoice).customerReference)
         if customer is None or not customer.email:
-            await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
+            await to_review(ctx, iid, "NO_CUSTOMER", "the customer is no longer in the directory")
             return
-        await hard_bounce(iid, normalize_email(customer.email), outcome["bounceStatus"], outcome.get("reason") or "")
+        await hard_bounce(ctx, iid, normalize_email(customer.email), outcome["bounceStatus"], outcome.get("reason") or "")
 
 
-async def hard_bounce(iid: str, address: str, status: str | None, reason: str) -> None:
+async def hard_bounce(ctx: Context, iid: str, address: str, status: str | None, reason: str) -> None:
     """To the bounce agent, which suppresses the address and opens the review."""
-    await publish("callbill.bounces", iid, Bounce(address=address.lower(), kind="hard", status=status,
+    await ctx.publish("callbill.bounces", iid, Bounce(address=address.lower(), kind="hard", status=status,
                                                  diagnostic=reason, interactionId=iid,
-                                                 messageId=message_id(iid, "invoice"), source="smtp"))
-    await audit(STAGE, iid, "BOUNCED", reason)
+                                                 messageId=message_id(ctx, iid, "invoice"), source="smtp"))
+    await ctx.audit(STAGE, iid, "BOUNCED", reason)
 
 
-async def deliver(event: faust.EventT, batch: Batch) -> None:
+async def deliver(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     doc: DocumentStored = parse(DocumentStored, event.value)
     iid = doc.interactionId
-    entry = get_entry(iid)
+    entry = ctx.ledger.get(iid)
     if entry is None or not entry.invoice:
-        await audit(STAGE, iid, "REVIEW", "NO_INVOICE_RECORD")
-        await review(STAGE, iid, "NO_INVOICE_RECORD", detail="a document arrived for an interaction the ledger "
+        await ctx.audit(STAGE, iid, "REVIEW", "NO_INVOICE_RECORD")
+        await ctx.review(STAGE, iid, "NO_INVOICE_RECORD", detail="a document arrived for an interaction the ledger "
                      "has no invoice for (a replay from elsewhere?)")
         return
     run = header(event, headers.REISSUE)
@@ -153,7 +148,7 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         # an operator asked for a new message (callbill replay --force-reissue): open the next attempt
         current = entry.deliveryAttempt
         started = max((entry.deliveryIntent or {}).get("attempt", 0), (entry.delivery or {}).get("attempt", 0))
-        entry = await durably(update_entry, iid, reissued=[*entry.reissued, run],
+        entry = await durably(ctx.ledger.update, iid, reissued=[*entry.reissued, run],
                               deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
     source = source_of(event)
@@ -161,82 +156,84 @@ async def deliver(event: faust.EventT, batch: Batch) -> None:
         if entry.deliverySource == source:
             # redelivered after a crash: the ledger has the outcome, but what announces it
             # may not have landed before the worker died. Announced again; nothing is sent.
-            await announce_again(iid, entry)
+            await announce_again(ctx, iid, entry)
             return
-        await audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
+        await ctx.audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
         return
     if entry.deliveryIntent and entry.deliveryIntent.get("attempt", 1) >= attempt:
         if entry.state is not State.REVIEW:
-            await to_review(iid, "DELIVERY_UNCONFIRMED",
+            await to_review(ctx, iid, "DELIVERY_UNCONFIRMED",
                             f"a {entry.deliveryIntent.get('channel')} send started and its outcome was never "
                             "recorded (worker stopped mid-send); check with the customer before resending",
                             deliverySource=source)
         elif entry.deliverySource == source:
-            await announce_again(iid, entry)  # the review may not have landed before a crash
+            await announce_again(ctx, iid, entry)  # the review may not have landed before a crash
         return
 
     invoice = Invoice.model_validate(entry.invoice)
-    await directory.ready()
-    customer = directory.customers.get(invoice.customerReference)
+    await ctx.directory.ready()
+    customer = ctx.directory.customers.get(invoice.customerReference)
     if customer is None:
-        await to_review(iid, "NO_CUSTOMER", "the customer is no longer in the directory")
+        await to_review(ctx, iid, "NO_CUSTOMER", "the customer is no longer in the directory")
         return
-    r = await plan(customer)
+    r = await plan(ctx, customer)
     if isinstance(r, NoRoute):
-        await to_review(iid, r.reason, r.detail)
+        await to_review(ctx, iid, r.reason, r.detail)
         return
 
     channel = CHANNEL[type(r)]
-    mid = message_id(iid, "invoice")
-    intent = Intent(iid, {"attempt": attempt, "channel": channel})
+    mid = message_id(ctx, iid, "invoice")
+    intent = Intent(ctx, iid, {"attempt": attempt, "channel": channel})
     try:
-        outcome = await send_with_backoff(r, invoice, doc, customer, mid, batch, intent.record)
+        outcome = await send_with_backoff(ctx, r, invoice, doc, customer, mid, batch, intent.record)
     except SendUnconfirmed as e:
-        EXTERNAL_ERRORS.labels(system_of(r), "unconfirmed").inc()
-        await to_review(iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent",
+        EXTERNAL_ERRORS.labels(system_of(ctx, r), "unconfirmed").inc()
+        await to_review(ctx, iid, "DELIVERY_UNCONFIRMED", f"{e.reason}: the message may have been sent",
                         deliverySource=source)
         return
     except SendRejected as e:
-        EXTERNAL_ERRORS.labels(system_of(r), "rejected").inc()
+        EXTERNAL_ERRORS.labels(system_of(ctx, r), "rejected").inc()
         failed = {"attempt": attempt, "channel": channel, "status": "FAILED", "reason": e.reason,
-                  "at": utcnow().isoformat()}
+                  "at": ctx.clock().isoformat()}
         if e.bounce and isinstance(r, EmailRoute):
-            update_entry(iid, delivery={**failed, "bounceStatus": e.status}, deliverySource=source)
-            await hard_bounce(iid, r.address, e.status, e.reason)
+            ctx.ledger.update(iid, delivery={**failed, "bounceStatus": e.status}, deliverySource=source)
+            await hard_bounce(ctx, iid, r.address, e.status, e.reason)
         else:
-            await to_review(iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed, deliverySource=source)
+            await to_review(ctx, iid, f"DELIVERY_REJECTED:{channel}", e.reason, delivery=failed, deliverySource=source)
         return
     if isinstance(outcome, Parked):
         # nothing was sent: the intent (if one was written) is withdrawn so the retry may send
         if intent.written:
-            update_entry(iid, deliveryIntent=None)
-        if isinstance(r, EmailRoute) and outcome.recipient and attempt_of(event) >= settings.soft_bounce_limit:
+            ctx.ledger.update(iid, deliveryIntent=None)
+        if isinstance(r, EmailRoute) and outcome.recipient and attempt_of(event) >= ctx.settings.soft_bounce_limit:
             # the recipient was refused with 4xx on every attempt: the limit's soft bounce
-            entry = get_entry(iid)
-            update_entry(iid, softBounces=max(entry.softBounces if entry else 0, settings.soft_bounce_limit - 1))
-            await publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="soft", diagnostic=outcome.reason,
+            entry = ctx.ledger.get(iid)
+            ctx.ledger.update(iid, softBounces=max(entry.softBounces if entry else 0, ctx.settings.soft_bounce_limit - 1))
+            await ctx.publish("callbill.bounces", iid, Bounce(address=r.address.lower(), kind="soft", diagnostic=outcome.reason,
                                                          interactionId=iid, messageId=mid, source="smtp"))
-            await audit(STAGE, iid, "BOUNCED", "soft bounce limit")
+            await ctx.audit(STAGE, iid, "BOUNCED", "soft bounce limit")
             return
-        await park(STAGE, event, iid, "callbill.documents", doc, outcome)
+        await park(ctx, STAGE, event, iid, "callbill.documents", doc, outcome)
         return
     transport, provider_id = outcome
     done = Delivery(interactionId=iid, invoiceNumber=invoice.invoiceNumber, channel=channel, transport=transport,
                     providerId=provider_id, attempt=attempt,
                     # only an SMTP send carries our Message-ID; Genesys gives its own conversation id
                     messageId=mid if transport == "smtp" else None)
-    update_entry(iid, state=State.DELIVERED, reason=None, deliverySource=source,
+    ctx.ledger.update(iid, state=State.DELIVERED, reason=None, deliverySource=source,
                  delivery={**done.model_dump(mode="json", exclude_none=True), "status": "SENT"})
-    await publish("callbill.deliveries", iid, done, wait=False)
+    await ctx.publish("callbill.deliveries", iid, done, wait=False)
     END_TO_END.observe(max(0.0, (done.time - invoice.serviceAt).total_seconds()))
-    await audit(STAGE, iid, "DELIVERED", channel)
+    await ctx.audit(STAGE, iid, "DELIVERED", channel)
 
 
-async def deliver_one(event: faust.EventT, batch: Batch) -> None:
+async def deliver_one(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     with event_context(event):
-        await guard_one(STAGE, event, lambda e: deliver(e, batch))
+        await guard_one(ctx, STAGE, event, lambda e: deliver(ctx, e, batch))
 
 
-@app.agent(topics["callbill.documents"], name="delivery")
-async def delivery(stream: faust.StreamT) -> None:
-    await run_batches(stream, STAGE, settings.delivery_batch, settings.batch_window, deliver_one)
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["callbill.documents"], name="delivery")
+    async def delivery(stream: faust.StreamT) -> None:
+        await run_batches(ctx, stream, STAGE, ctx.settings.delivery_batch, ctx.settings.batch_window,
+                          lambda e, b: deliver_one(ctx, e, b))

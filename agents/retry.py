@@ -11,17 +11,17 @@ import json
 
 import faust
 
+from agents.context import Context
 from agents.stages import RETRY_TARGETS
-from agents.routing import Poison, audit, guarded, parse, wait_until_due
-from app.main import app, topics
+from agents.routing import Poison, guarded, parse, wait_until_due
 from runtime import headers
 from runtime.metrics import note_retry_position
-from schemas.events import RetryItem, utcnow
+from schemas.events import RetryItem
 
 STAGE = "retry"
 
 
-async def handle(event: faust.EventT) -> None:
+async def handle(ctx: Context, event: faust.EventT) -> None:
     msg = event.message
     note_retry_position(msg.topic, msg.partition, msg.offset)  # all before it went back already
     try:
@@ -31,16 +31,15 @@ async def handle(event: faust.EventT) -> None:
     except Poison:
         note_retry_position(msg.topic, msg.partition, msg.offset + 1)  # off to the DLQ: not waiting
         raise
-    if not await wait_until_due((item.notBefore - utcnow()).total_seconds()):
+    if not await wait_until_due(ctx, (item.notBefore - ctx.clock()).total_seconds()):
         return
-    fut = await topics[item.topic].send(
-        key=item.interactionId.encode(), value=json.dumps(item.payload, separators=(",", ":")).encode(),
-        headers={headers.ATTEMPT: str(item.attempt).encode()})
-    await fut
+    await ctx.send_raw(item.topic, item.interactionId.encode(), json.dumps(item.payload, separators=(",", ":")).encode(),
+                       headers={headers.ATTEMPT: str(item.attempt).encode()})
     note_retry_position(msg.topic, msg.partition, msg.offset + 1)
-    await audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)
+    await ctx.audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)
 
 
-@app.agent(topics["callbill.retry"], name="retry")
-async def retry(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, handle)
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["callbill.retry"], name="retry")
+    async def retry(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: handle(ctx, e))

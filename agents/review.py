@@ -22,14 +22,11 @@ import json
 
 import faust
 
+from agents.context import Context
 from agents.stages import RESUBMIT_TARGETS
-from agents.routing import audit, guarded, parse, publish
-from app.main import app, topics
+from agents.routing import guarded, parse
 from domain.ledger import State
-from schemas.events import InteractionCompleted, ReviewAction, ReviewItem, ReviewRecord, utcnow
-from tables.directory import directory
-from tables.ledger import get_entry, update_entry
-from tables.reviews import get_review, put_review
+from schemas.events import InteractionCompleted, ReviewAction, ReviewItem, ReviewRecord
 
 STAGE = "review"
 
@@ -38,39 +35,39 @@ class CannotResubmit(Exception):
     """The text says what is missing; it names no personal data."""
 
 
-async def save(record: ReviewRecord) -> None:
-    put_review(record)
-    await publish("callbill.reviews", record.interactionId, record, wait=False)
+async def save(ctx: Context, record: ReviewRecord) -> None:
+    ctx.reviews.put(record)
+    await ctx.publish("callbill.reviews", record.interactionId, record, wait=False)
 
 
-async def record(event: faust.EventT) -> None:
+async def record(ctx: Context, event: faust.EventT) -> None:
     item: ReviewItem = parse(ReviewItem, event.value)
-    iid, now = item.interactionId, utcnow()
-    old = get_review(iid)
+    iid, now = item.interactionId, ctx.clock()
+    old = ctx.reviews.get(iid)
     if old and old.status == "OPEN" and (old.stage, old.reason) == (item.stage, item.reason):
         rec = old.model_copy(update={"updatedAt": now, "count": old.count + 1, "detail": item.detail or old.detail})
     else:
         rec = ReviewRecord(interactionId=iid, stage=item.stage, reason=item.reason, detail=item.detail,
                            openedAt=item.time, updatedAt=now,
                            interaction=item.interaction or (old.interaction if old else None))
-    await save(rec)
+    await save(ctx, rec)
 
 
-def customer_for(interaction: InteractionCompleted, given: str | None) -> str:
+def customer_for(ctx: Context, interaction: InteractionCompleted, given: str | None) -> str:
     if given:
-        if given not in directory.customers:
+        if given not in ctx.directory.customers:
             raise CannotResubmit("that customer id is not in the customer directory: import it first")
         return given
     if interaction.customerId:
         return interaction.customerId
-    found = directory.customer_for_contacts([interaction.externalContactId] if interaction.externalContactId else [])
+    found = ctx.directory.customer_for_contacts([interaction.externalContactId] if interaction.externalContactId else [])
     if found is None:
         raise CannotResubmit("no customer for this interaction yet: import the customer (with the Genesys "
                              "external contact id) or give a customer id")
     return found
 
 
-async def resubmit_payload(rec: ReviewRecord, action: ReviewAction) -> tuple[str, dict]:
+async def resubmit_payload(ctx: Context, rec: ReviewRecord, action: ReviewAction) -> tuple[str, dict]:
     """(topic, payload) for a resubmit; raises CannotResubmit."""
     target = RESUBMIT_TARGETS.get(rec.stage)
     if target is None:
@@ -82,10 +79,10 @@ async def resubmit_payload(rec: ReviewRecord, action: ReviewAction) -> tuple[str
             raise CannotResubmit("the review item carries no interaction to resubmit")
         interaction = InteractionCompleted.model_validate(rec.interaction)
         if rec.stage == "intake" or action.customerId:
-            await directory.ready()
-            interaction = interaction.model_copy(update={"customerId": customer_for(interaction, action.customerId)})
+            await ctx.directory.ready()
+            interaction = interaction.model_copy(update={"customerId": customer_for(ctx, interaction, action.customerId)})
         return target, interaction.model_dump(mode="json", exclude_none=True)
-    entry = get_entry(iid)
+    entry = ctx.ledger.get(iid)
     if rec.stage == "documents":
         if entry is None or not entry.invoice:
             raise CannotResubmit("the ledger has no invoice for this interaction")
@@ -95,39 +92,38 @@ async def resubmit_payload(rec: ReviewRecord, action: ReviewAction) -> tuple[str
     # a person decided to send again: the next delivery attempt may go (never twice on its own)
     current = entry.deliveryAttempt
     started = (entry.deliveryIntent or {}).get("attempt", 0) >= current or (entry.delivery or {}).get("attempt", 0) >= current
-    update_entry(iid, state=State.DOCUMENTED, reason=None,
+    ctx.ledger.update(iid, state=State.DOCUMENTED, reason=None,
                  deliveryAttempt=current + 1 if started else current, softBounces=0)
     return target, entry.document
 
 
-async def act(event: faust.EventT) -> None:
+async def act(ctx: Context, event: faust.EventT) -> None:
     a: ReviewAction = parse(ReviewAction, event.value)
-    iid, now = a.interactionId, utcnow()
-    rec = get_review(iid)
+    iid, now = a.interactionId, ctx.clock()
+    rec = ctx.reviews.get(iid)
     if rec is None or rec.status != "OPEN":
-        await audit(STAGE, iid, "ACTION_IGNORED", f"{a.action}: no open review item", actor=a.actor)
+        await ctx.audit(STAGE, iid, "ACTION_IGNORED", f"{a.action}: no open review item", actor=a.actor)
         return
     if a.action == "dismiss":
-        await save(rec.model_copy(update={"status": "DISMISSED", "updatedAt": now, "actor": a.actor, "note": a.note}))
-        await audit(STAGE, iid, "DISMISSED", rec.reason, actor=a.actor)
+        await save(ctx, rec.model_copy(update={"status": "DISMISSED", "updatedAt": now, "actor": a.actor, "note": a.note}))
+        await ctx.audit(STAGE, iid, "DISMISSED", rec.reason, actor=a.actor)
         return
     try:
-        topic, payload = await resubmit_payload(rec, a)
+        topic, payload = await resubmit_payload(ctx, rec, a)
     except CannotResubmit as e:
-        await save(rec.model_copy(update={"updatedAt": now, "detail": f"resubmit refused: {e}"}))
-        await audit(STAGE, iid, "RESUBMIT_REFUSED", str(e), actor=a.actor)
+        await save(ctx, rec.model_copy(update={"updatedAt": now, "detail": f"resubmit refused: {e}"}))
+        await ctx.audit(STAGE, iid, "RESUBMIT_REFUSED", str(e), actor=a.actor)
         return
-    await save(rec.model_copy(update={"status": "RESUBMITTED", "updatedAt": now, "actor": a.actor, "note": a.note}))
-    fut = await topics[topic].send(key=iid.encode(), value=json.dumps(payload, separators=(",", ":")).encode())
-    await fut
-    await audit(STAGE, iid, "RESUBMITTED", f"{rec.reason} -> {topic}", actor=a.actor)
+    await save(ctx, rec.model_copy(update={"status": "RESUBMITTED", "updatedAt": now, "actor": a.actor, "note": a.note}))
+    await ctx.send_raw(topic, iid.encode(), json.dumps(payload, separators=(",", ":")).encode())
+    await ctx.audit(STAGE, iid, "RESUBMITTED", f"{rec.reason} -> {topic}", actor=a.actor)
 
 
-@app.agent(topics["callbill.review"], name="review-queue")
-async def review_queue_agent(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, record)
+def register(app: faust.App, ctx: Context) -> None:
+    @app.agent(ctx.topics["callbill.review"], name="review-queue")
+    async def review_queue_agent(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: record(ctx, e))
 
-
-@app.agent(topics["callbill.review-actions"], name="review-actions")
-async def review_actions(stream: faust.StreamT) -> None:
-    await guarded(STAGE, stream, act)
+    @app.agent(ctx.topics["callbill.review-actions"], name="review-actions")
+    async def review_actions(stream: faust.StreamT) -> None:
+        await guarded(ctx, STAGE, stream, lambda e: act(ctx, e))

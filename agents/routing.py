@@ -1,4 +1,5 @@
-"""How agents write their results, and the guard that keeps one bad message from killing them.
+"""The guard that keeps one bad message from killing an agent, and helpers on events
+(how agents write their results is agents/context.py).
 
 An exception escaping a Faust agent acks its message, so the message is lost. The guard
 classifies instead: Kafka trouble is retried (the message is still ours), anything else
@@ -19,12 +20,12 @@ from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
+from agents.context import Context
 from runtime.logs import current_interaction, error_site, get_logger
-from app.main import topics
-from runtime.writes import PENDING_WRITES, track
-from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES, TOPIC_OUT
+from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES
+from runtime.writes import PENDING_WRITES
 from schemas.errors import summary
-from schemas.events import AuditEvent, DeadLetter, ReviewItem
+from schemas.events import DeadLetter
 
 log = get_logger("agents")
 M = TypeVar("M", bound=BaseModel)
@@ -34,40 +35,7 @@ class Poison(Exception):
     """A message that will never be processable as it is; the text is the DLQ reason."""
 
 
-async def publish(topic: str, key: str, value: BaseModel, wait: bool = True,
-                  headers: dict[str, bytes] | None = None) -> asyncio.Future:
-    """Send; with `wait`, until the broker acknowledged it (acks=all).
-
-    Not waiting is still safe for the message being processed: Faust flushes the
-    producer before it commits the source offset, so a crash before the flush means the
-    source message is redelivered. Wait where a later step depends on the write having
-    landed.
-    """
-    fut = await topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode(),
-                                   headers=headers)
-    TOPIC_OUT.labels(topic).inc()
-    if wait:
-        await fut
-    return track(fut)
-
-
-async def audit(stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
-    STAGE_OUTCOMES.labels(stage, outcome).inc()
-    log.info("decision", extra={"interactionId": interaction_id, "stage": stage, "outcome": outcome, "reason": reason})
-    await publish("callbill.audit", interaction_id,
-                  AuditEvent(interactionId=interaction_id, stage=stage, outcome=outcome, reason=reason, **extra),
-                  wait=False)
-
-
-async def review(stage: str, interaction_id: str, reason: str, interaction: BaseModel | None = None,
-                 detail: str | None = None) -> None:
-    await publish("callbill.review", interaction_id, ReviewItem(
-        interactionId=interaction_id, stage=stage, reason=reason, detail=detail,
-        interaction=interaction.model_dump(mode="json") if interaction else None,
-    ))
-
-
-async def dead_letter(stage: str, event: faust.EventT, reason: str, keep_value: bool = True) -> None:
+async def dead_letter(ctx: Context, stage: str, event: faust.EventT, reason: str, keep_value: bool = True) -> None:
     msg = event.message
     key = msg.key if isinstance(msg.key, bytes) else None
     value = msg.value if isinstance(msg.value, bytes) and keep_value else None
@@ -78,8 +46,7 @@ async def dead_letter(stage: str, event: faust.EventT, reason: str, keep_value: 
         key=base64.b64encode(key).decode() if key is not None else None,
         value=base64.b64encode(value).decode() if value is not None else None,
     )
-    fut = await topics["callbill.dlq"].send(key=key, value=dl.model_dump_json().encode())
-    await fut
+    await ctx.send_raw("callbill.dlq", key, dl.model_dump_json().encode())
 
 
 @contextmanager
@@ -130,27 +97,25 @@ def parse(model: type[M], raw: object) -> M:
         raise Poison(f"invalid {model.__name__}: {summary(e)}"[:1000]) from None
 
 
-async def wait_until_due(seconds: float) -> bool:
+async def wait_until_due(ctx: Context, seconds: float) -> bool:
     """Sleep for a timer (retry, acknowledgement); False when the worker began to stop.
 
     Faust waits for every agent's current message before it stops, so a long sleep would
     hold a shutdown for its whole length. Leaving early is safe: once a stop has begun the
-    worker commits nothing (app/main.py), and the next worker reads the timer again.
+    worker commits nothing (app/factory.py), and the next worker reads the timer again.
     """
-    from app.main import app
-
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        if app.should_stop:
+        if ctx.stopping():
             return False
         await asyncio.sleep(min(left, 0.25))
-    return not app.should_stop
+    return not ctx.stopping()
 
 
 RETRYABLE = (KafkaError, asyncio.TimeoutError, ConnectionError)
 
 
-async def guarded(stage: str, stream: faust.StreamT,
+async def guarded(ctx: Context, stage: str, stream: faust.StreamT,
                   handle: Callable[[faust.EventT], Awaitable[None]], size: int = 500, window: float = 0.02) -> None:
     """Handle each event in order; nothing escapes. Events come in small batches and every
     write a batch made (outputs, audit, table changelogs) is awaited before the batch is
@@ -162,7 +127,7 @@ async def guarded(stage: str, stream: faust.StreamT,
         try:
             for event in events:
                 with event_context(event):
-                    await guard_one(stage, event, handle)
+                    await guard_one(ctx, stage, event, handle)
         finally:
             PENDING_WRITES.reset(token)
         await all_sent(stage, sink)
@@ -180,7 +145,7 @@ async def all_sent(stage: str, sends: list[asyncio.Future]) -> None:
         await asyncio.Event().wait()
 
 
-async def guard_one(stage: str, event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]],
+async def guard_one(ctx: Context, stage: str, event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]],
                     transient: tuple[type[BaseException], ...] = ()) -> None:
     """Handle one event: Kafka trouble (and `transient` errors) retried, poison to the DLQ."""
     STAGE_IN.labels(stage).inc()
@@ -191,18 +156,18 @@ async def guard_one(stage: str, event: faust.EventT, handle: Callable[[faust.Eve
             await handle(event)
             break
         except Poison as e:
-            await _dead_letter_or_log(stage, event, str(e))
+            await _dead_letter_or_log(ctx, stage, event, str(e))
             break
         except RETRYABLE + transient as e:
             if not retriable(e):
-                await _dead_letter_or_log(stage, event, f"kafka refused the output: {type(e).__name__}")
+                await _dead_letter_or_log(ctx, stage, event, f"kafka refused the output: {type(e).__name__}")
                 break
             log.warning("unavailable, retrying", extra={"stage": stage, "reason": getattr(e, "reason", type(e).__name__)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         except Exception as e:  # noqa: BLE001 - the point: never let one message kill the agent
             log.error("unexpected error", extra={"stage": stage, "reason": error_site(e)})
-            await _dead_letter_or_log(stage, event, f"unexpected {type(e).__name__} in {stage}")
+            await _dead_letter_or_log(ctx, stage, event, f"unexpected {type(e).__name__} in {stage}")
             break
     STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
 
@@ -213,12 +178,12 @@ def retriable(e: BaseException) -> bool:
         type(e).__name__ in ("KafkaTimeoutError", "KafkaConnectionError", "NodeNotReadyError")
 
 
-async def _dead_letter_or_log(stage: str, event: faust.EventT, reason: str) -> None:
+async def _dead_letter_or_log(ctx: Context, stage: str, event: faust.EventT, reason: str) -> None:
     delay = 0.2
     keep_value = True
     while True:
         try:
-            await dead_letter(stage, event, reason, keep_value)
+            await dead_letter(ctx, stage, event, reason, keep_value)
             return
         except RETRYABLE as e:
             if not retriable(e):

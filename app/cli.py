@@ -91,9 +91,9 @@ def _worker(rest: list[str]) -> int:
 
     try:
         get_settings()
-        from app.erp import rate_card
+        from domain.pricing import load_rate_card
 
-        rate_card()
+        load_rate_card(get_settings().rate_card)
         get_settings().link_key  # noqa: B018 - refuses to start without a key for document links
     except ValueError as e:  # pydantic's ValidationError and RateCardError are ValueErrors
         if isinstance(e, ValidationError):
@@ -103,7 +103,7 @@ def _worker(rest: list[str]) -> int:
         else:
             print(f"callbill worker: {e}", file=sys.stderr)
         return 2
-    from app.main import app, settings
+    from app.main import app, settings  # builds the app: settings checked above
 
     if not any(a.startswith("-l") or a.startswith("--loglevel") for a in rest):
         rest = ["-l", settings.log_level, *rest]

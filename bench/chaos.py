@@ -13,7 +13,7 @@ and the SMTP server answers 421 for 20 s. Afterwards:
 - the audit trail is complete: each delivered interaction has its intake, billing,
   documents and delivery decisions.
 
-`tests/test_chaos.py` runs a shorter version (CHAOS_* below) in CI. Environment:
+`tests/e2e/test_chaos.py` runs a shorter version (CHAOS_* below) in CI. Environment:
 CHAOS_EVENTS (5000), CHAOS_KILLS (3), CHAOS_ERP_OUTAGE (30), CHAOS_S3_DOWN (20),
 CHAOS_SMTP_BUSY (20), CHAOS_BROKER_RESTART (1), CHAOS_SEED (1). Results:
 bench/results/chaos-<time>.json.
@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integration")]  # harness and test helpers
 
 from kafka_harness import SECRET, Worker, create_topics, free_port, read_json, sign  # noqa: E402
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from kafka_harness import Worker, create_topics, free_port, read_topic  # noqa: E402
 

@@ -1,6 +1,6 @@
 """docs/configuration.md from the settings model: `python -m devtools.config_doc > docs/configuration.md`.
 
-tests/test_settings.py checks the file is what this prints, so the reference never drifts
+tests/unit/test_settings.py checks the file is what this prints, so the reference never drifts
 from runtime/settings.py.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fixes for a message-loss race in faust-streaming 0.15.3's end of recovery.
 
-Found with tests/test_billing.py (a worker killed, a new one started): in about one run
+Found with tests/integration/test_billing.py (a worker killed, a new one started): in about one run
 in five the new worker silently lost the first messages of its partitions and then sat
 idle, caught up. Cause (traced with asyncio task dumps and fetch logs):
 
@@ -15,7 +15,7 @@ idle, caught up. Cause (traced with asyncio task dumps and fetch logs):
 
 The fixes: keep the flow stopped until the seek and the queue clear are done, and rewind
 never-committed partitions to the beginning (what `consumer_auto_offset_reset="earliest"`
-means). Imported by app/main.py before the app is built.
+means). `apply()` is called by the app factory (app/factory.py) before the app is built.
 """
 from __future__ import annotations
 
@@ -40,5 +40,7 @@ async def seek_to_committed(self):  # type: ignore[no-untyped-def]
     return committed
 
 
-Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
-AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+def apply() -> None:
+    """Patch faust-streaming (idempotent): called when the app is built, never at import."""
+    Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]

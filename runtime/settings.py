@@ -1,7 +1,7 @@
 """The one settings object: every knob is a `CALLBILL_*` environment variable.
 
 `.env.example` lists each of them with its default; keep the two in step
-(`tests/test_settings.py` checks it).
+(`tests/unit/test_settings.py` checks it).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Faust sends table changelog records in the background and, before committing off
 flushes its send buffer only as long as the buffer keeps moving (it gives up after 0.1 s
 without progress). A message could then be committed while the ledger write it made was
 still unsent, and a `kill -9` at that moment loses the write but not the commit: seen in
-tests/test_billing.py as an invoice number issued twice. A stage that must not ack before
+tests/integration/test_billing.py as an invoice number issued twice. A stage that must not ack before
 its writes are durable sets a sink here; every changelog and output send made in that
 context lands in the sink, and the stage awaits them all before acknowledging.
 """

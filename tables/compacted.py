@@ -7,15 +7,14 @@ plain consumer with no group that reads the topic from the start and keeps follo
 """
 from __future__ import annotations
 
-from runtime.kafka import client_kwargs  # noqa: E402
-
 import asyncio
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
 
+from runtime.kafka import client_kwargs
 from runtime.logs import get_logger
-from app.main import settings
 from runtime.topics import assign_from_start, topic_name
 
 log = get_logger("views")
@@ -23,6 +22,7 @@ log = get_logger("views")
 
 class CompactedView:
     name = "view"
+    topic = ""  # the compacted topic it follows (base name)
 
     def __init__(self) -> None:
         self.caught_up = asyncio.Event()
@@ -40,10 +40,20 @@ class CompactedView:
             await self.caught_up.wait()
 
 
-async def follow(service: faust.Service, view: CompactedView, topic_base: str) -> None:
+def follow_on(app: Any, view: CompactedView, bootstrap: str) -> None:
+    """Register a service on the app that keeps `view` following its topic."""
+
+    async def on_start(self: faust.Service) -> None:
+        self.add_future(follow(self, view, view.topic, bootstrap))
+
+    # a class of its own per view, named when made (mode keys a service's tasks by class name)
+    app.service(type(f"{type(view).__name__}Follower", (faust.Service,), {"on_start": on_start}))
+
+
+async def follow(service: faust.Service, view: CompactedView, topic_base: str, bootstrap: str) -> None:
     topic = topic_name(topic_base)
     while not service.should_stop:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                     **client_kwargs())
         try:
             await consumer.start()

@@ -5,19 +5,18 @@ partitioned by, so every worker follows the whole topic (tables/compacted.py).
 """
 from __future__ import annotations
 
-import faust
 from pydantic import ValidationError
 
 from runtime.logs import get_logger
-from app.main import app, topics
 from schemas.customers import Customer
-from tables.compacted import CompactedView, follow
+from tables.compacted import CompactedView
 
 log = get_logger("directory")
 
 
 class Directory(CompactedView):
     name = "directory"
+    topic = "crm.customers"
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,22 +48,3 @@ class Directory(CompactedView):
             if cid in self.by_contact:
                 return self.by_contact[cid]
         return None
-
-
-directory = Directory()
-
-
-@app.service
-class DirectoryFollower(faust.Service):
-    async def on_start(self) -> None:
-        self.add_future(self._follow())
-
-    async def _follow(self) -> None:
-        await follow(self, directory, "crm.customers")
-
-
-async def publish_customer(customer: Customer) -> None:
-    """Add a customer to the directory topic (and to this worker's view at once)."""
-    fut = await topics["crm.customers"].send(key=customer.customerId.encode(), value=customer.model_dump_json().encode())
-    await fut
-    directory.apply(customer.customerId, customer.model_dump_json().encode())

@@ -5,26 +5,34 @@ or sent to review, and the marker is deleted after CALLBILL_ASSEMBLY_DONE_TTL.
 """
 from __future__ import annotations
 
-from app.main import app, settings
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
 from domain.assembly import Pending
 
-pending = app.Table(
-    "pending",
-    key_type=str,
-    default=None,
-    partitions=settings.topic_partitions,
-    help="conversationId -> partial Genesys conversation awaiting its other events",
-)
+NAME = "pending"
 
 
-def get_pending(conversation_id: str) -> Pending | None:
-    raw = pending.get(conversation_id)
-    return Pending.model_validate(raw) if raw else None
+def define(app: Any, partitions: int) -> Any:
+    return app.Table(NAME, key_type=str, default=None, partitions=partitions,
+                     help="conversationId -> partial Genesys conversation awaiting its other events")
 
 
-def put_pending(p: Pending) -> None:
-    pending[p.conversationId] = p.model_dump(mode="json", exclude_defaults=True)
+class PendingTable:
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
 
+    def get(self, conversation_id: str) -> Pending | None:
+        raw = self.table.get(conversation_id)
+        return Pending.model_validate(raw) if raw else None
 
-def drop_pending(conversation_id: str) -> None:
-    pending.pop(conversation_id, None)
+    def put(self, p: Pending) -> None:
+        self.table[p.conversationId] = p.model_dump(mode="json", exclude_defaults=True)
+
+    def drop(self, conversation_id: str) -> None:
+        self.table.pop(conversation_id, None)
+
+    def items(self) -> Iterator[tuple[str, Pending]]:
+        for cid, raw in list(self.table.items()):
+            if raw:
+                yield cid, Pending.model_validate(raw)

@@ -9,31 +9,38 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import faust
+from collections.abc import MutableMapping
+from typing import Any
+
 from pydantic import ValidationError
 
 from runtime.logs import get_logger
-from app.main import app, settings
 from schemas.events import ReviewRecord
-from tables.compacted import CompactedView, follow
+from tables.compacted import CompactedView
 
 log = get_logger("reviews")
-
-reviews = app.Table("reviews", key_type=str, default=None, partitions=settings.topic_partitions,
-                    help="interactionId -> review record")
+NAME = "reviews"
 
 
-def get_review(iid: str) -> ReviewRecord | None:
-    raw = reviews.get(iid)
-    return ReviewRecord.model_validate(raw) if raw else None
+def define(app: Any, partitions: int) -> Any:
+    return app.Table(NAME, key_type=str, default=None, partitions=partitions, help="interactionId -> review record")
 
 
-def put_review(record: ReviewRecord) -> None:
-    reviews[record.interactionId] = record.model_dump(mode="json")
+class ReviewTable:
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+
+    def get(self, iid: str) -> ReviewRecord | None:
+        raw = self.table.get(iid)
+        return ReviewRecord.model_validate(raw) if raw else None
+
+    def put(self, record: ReviewRecord) -> None:
+        self.table[record.interactionId] = record.model_dump(mode="json")
 
 
 class ReviewQueue(CompactedView):
     name = "review-queue"
+    topic = "callbill.reviews"
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,12 +73,3 @@ class ReviewQueue(CompactedView):
                 continue
             out.append(r)
         return sorted(out, key=lambda r: r.openedAt)
-
-
-review_queue = ReviewQueue()
-
-
-@app.service
-class ReviewQueueFollower(faust.Service):
-    async def on_start(self) -> None:
-        self.add_future(follow(self, review_queue, "callbill.reviews"))

@@ -6,19 +6,18 @@ up by address while the pipeline is partitioned by interaction.
 """
 from __future__ import annotations
 
-import faust
 from pydantic import ValidationError
 
 from runtime.logs import get_logger
-from app.main import app, topics
 from schemas.deliveries import Suppression
-from tables.compacted import CompactedView, follow
+from tables.compacted import CompactedView
 
 log = get_logger("suppressions")
 
 
 class Suppressions(CompactedView):
     name = "suppressions"
+    topic = "callbill.suppressions"
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,20 +40,3 @@ class Suppressions(CompactedView):
         if s is None:
             return None
         return f"{s.reason}{' ' + s.status if s.status else ''} since {s.time:%Y-%m-%d}"
-
-
-suppressions = Suppressions()
-
-
-@app.service
-class SuppressionsFollower(faust.Service):
-    async def on_start(self) -> None:
-        self.add_future(follow(self, suppressions, "callbill.suppressions"))
-
-
-async def suppress(s: Suppression) -> None:
-    """Add to the list (and to this worker's view at once, so the next send sees it)."""
-    value = s.model_dump_json().encode()
-    fut = await topics["callbill.suppressions"].send(key=s.address.encode(), value=value)
-    await fut
-    suppressions.apply(s.address, value)

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     from aiokafka import AIOKafkaProducer
 
-    from app.genesys import client as make_client, wrapup_codes
+    from app.bootstrap import build_services
     from runtime.topics import ensure_topics, topic_name
 
     p = argparse.ArgumentParser(prog="callbill backfill", description=__doc__)
@@ -40,12 +40,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true", help="count what would be published, publish nothing")
     args = p.parse_args(argv)
     s = get_settings()
+    services = build_services(s)
     since = parse_time(args.since)
     until = parse_time(args.until) if args.until else datetime.now(timezone.utc)
     if until <= since:
         print("callbill backfill: --until must be after --since", file=sys.stderr)
         return 2
-    api = make_client()
+    api = services.genesys
     if api is None:
         print("callbill backfill: set CALLBILL_GENESYS_CLIENT_ID and CALLBILL_GENESYS_CLIENT_SECRET", file=sys.stderr)
         return 2
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
             c = sm.counts
             print(f"\r  {c['seen']} conversations read, {c['published']} published", end="", flush=True)
         try:
-            return await backfill(api, wrapup_codes(), since, until, send, s.billable_code_set, progress, args.dry_run)
+            return await backfill(api, services.wrapup_codes, since, until, send, s.billable_code_set, progress, args.dry_run)
         finally:
             print()
             if producer:

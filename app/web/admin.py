@@ -25,10 +25,10 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
+from agents.context import Context
 from app.web.auth import COOKIE, SECURITY, actor_of, admin_token, session_cookie
-from app.main import app, settings, topics
 from schemas.events import ReviewAction, ReviewRecord, utcnow
-from tables.reviews import review_queue
+
 
 def unauthorized(view: View) -> Response:
     return view.json({"error": "unauthorized"}, status=401,
@@ -49,10 +49,8 @@ def interaction_summary(r: ReviewRecord) -> dict[str, Any] | None:
     return {k: i[k] for k in keys if i.get(k) is not None} or None
 
 
-async def publish_action(action: ReviewAction) -> None:
-    fut = await topics["callbill.review-actions"].send(key=action.interactionId.encode(),
-                                                         value=action.model_dump_json().encode())
-    await fut
+async def publish_action(ctx: Context, action: ReviewAction) -> None:
+    await ctx.send_raw("callbill.review-actions", action.interactionId.encode(), action.model_dump_json().encode())
 
 
 def _filters(request: Request) -> dict[str, Any]:
@@ -66,7 +64,7 @@ def _filters(request: Request) -> dict[str, Any]:
             "stage": q.get("stage") or None, "min_age": age}
 
 
-def precheck(r: ReviewRecord | None, action: str, customer_id: str | None) -> str | None:
+def precheck(ctx: Context, r: ReviewRecord | None, action: str, customer_id: str | None) -> str | None:
     """Refuse at once what the agent would refuse (the agent checks again)."""
     if r is None:
         return "no such review item"
@@ -75,80 +73,19 @@ def precheck(r: ReviewRecord | None, action: str, customer_id: str | None) -> st
     if action == "resubmit" and r.stage == "assemble":
         return "assembly items cannot be resubmitted; re-read the conversation with `callbill backfill`"
     if action == "resubmit" and r.stage == "intake":
-        from tables.directory import directory
-
         if customer_id:
-            if customer_id not in directory.customers:
+            if customer_id not in ctx.directory.customers:
                 return "that customer id is not in the customer directory: import it first"
         else:
             i = r.interaction or {}
             contact = i.get("externalContactId")
-            if not i.get("customerId") and not (contact and directory.customer_for_contacts([contact])):
+            if not i.get("customerId") and not (contact and ctx.directory.customer_for_contacts([contact])):
                 return ("no customer for this interaction yet: import the customer (with the Genesys external "
                         "contact id) or give a customer id")
     return None
 
 
 # --- JSON API ----------------------------------------------------------------------------------
-
-@app.page("/api/review")
-class ReviewListApi(View):
-    async def get(self, request: Request) -> Response:
-        if actor_of(request) is None:
-            return unauthorized(self)
-        now = utcnow()
-        items = review_queue.select(now=now, **_filters(request))
-        return self.json({"items": [public(r, now) for r in items], "count": len(items)}, headers=SECURITY)
-
-
-@app.page("/api/review/{iid}")
-class ReviewItemApi(View):
-    async def get(self, request: Request, iid: str) -> Response:
-        if actor_of(request) is None:
-            return unauthorized(self)
-        r = review_queue.items.get(iid)
-        if r is None:
-            return self.json({"error": "not_found"}, status=404, headers=SECURITY)
-        from app.ops.trace import trace
-
-        story = await trace(iid)
-        led = story.get("ledger") or {}
-        return self.json({"item": {**public(r, utcnow()), "interaction": interaction_summary(r), "note": r.note},
-                          "ledger": {"state": led.get("state"), "reason": led.get("reason"),
-                                     "states": [s.get("state") for s in story.get("ledgerHistory", [])]},
-                          "history": _history(story)}, headers=SECURITY)
-
-
-@app.page("/api/review/{iid}/{action}")
-class ReviewActionApi(View):
-    async def post(self, request: Request, iid: str, action: str) -> Response:
-        who = actor_of(request)
-        if who is None:
-            return unauthorized(self)
-        if action not in ("resubmit", "dismiss"):
-            return self.json({"error": "unknown action"}, status=404, headers=SECURITY)
-        try:
-            body = json.loads(await request.read() or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            return self.json({"error": "body must be a JSON object"}, status=400, headers=SECURITY)
-        try:
-            a = ReviewAction(interactionId=iid, action=action, actor=str(body.get("actor") or who),  # type: ignore[arg-type]
-                             note=body.get("note"), customerId=body.get("customerId"))
-        except ValidationError as e:
-            from schemas.errors import field_errors
-
-            return self.json({"error": "invalid action", "fields": field_errors(e)}, status=422, headers=SECURITY)
-        if action == "dismiss" and not a.note:
-            return self.json({"error": "a dismissal needs a note"}, status=422, headers=SECURITY)
-        problem = precheck(review_queue.items.get(iid), action, a.customerId)
-        if problem:
-            status = 404 if problem == "no such review item" else 409
-            return self.json({"error": problem}, status=status, headers=SECURITY)
-        await publish_action(a)
-        return self.json({"accepted": action, "interactionId": iid, "actor": a.actor}, status=202, headers=SECURITY)
-
 
 def _history(story: dict[str, Any]) -> list[dict[str, Any]]:
     events = []
@@ -189,27 +126,12 @@ def _html(view: View, text: str, status: int = 200, headers: dict[str, str] | No
     return view.html(text, status=status, headers={**SECURITY, **(headers or {})})
 
 
-def _redirect(location: str, cookie: str | None = None) -> aioweb.Response:
+def _redirect(ctx: Context, location: str, cookie: str | None = None) -> aioweb.Response:
     resp = aioweb.Response(status=303, headers={**SECURITY, "Location": location})
     if cookie is not None:
         resp.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/",
-                        secure=settings.public_url.startswith("https://"), max_age=12 * 3600)
+                        secure=ctx.settings.public_url.startswith("https://"), max_age=12 * 3600)
     return resp
-
-
-@app.page("/review/login")
-class LoginPage(View):
-    async def get(self, request: Request) -> Response:
-        return _html(self, page("Sign in", LOGIN_FORM))
-
-    async def post(self, request: Request) -> Any:
-        form = await request.post()
-        token, name = str(form.get("token", "")), str(form.get("name", "")).strip()[:100]
-        expected = admin_token()
-        if not expected or not name or not hmac.compare_digest(token.encode(), expected):
-            return _html(self, page("Sign in", '<p class="flash" id="flash">Token or name not accepted.</p>' + LOGIN_FORM),
-                         status=401)
-        return _redirect("/review", session_cookie(name))
 
 
 LOGIN_FORM = """<form method="post" action="/review/login">
@@ -218,96 +140,164 @@ LOGIN_FORM = """<form method="post" action="/review/login">
 <p><button type="submit" id="signin">Sign in</button></p></form>"""
 
 
-@app.page("/review")
-class QueuePage(View):
-    async def get(self, request: Request) -> Any:
-        who = actor_of(request)
-        if who is None:
-            return _redirect("/review/login")
-        f = _filters(request)
-        now = utcnow()
-        items = review_queue.select(now=now, **f)
-        flash = request.query.get("done")
-        rows = "".join(
-            f"<tr class='item'><td><a href='/review/{quote(r.interactionId, safe='')}'>{html.escape(r.interactionId)}</a>"
-            f"</td><td>{html.escape(r.stage)}</td><td>{html.escape(r.reason)}</td><td>{_age(int((now - r.openedAt).total_seconds()))}</td>"
-            f"<td>{r.count}</td><td>{html.escape(r.status)}</td><td class='muted'>{html.escape(r.detail or '')}</td></tr>"
-            for r in items)
-        reasons = sorted({r.reason.split(":")[0] for r in review_queue.items.values()})
-        options = "".join(f"<option{' selected' if f['reason'] == x else ''}>{html.escape(x)}</option>" for x in reasons)
-        body = (
-            (f"<p class='flash' id='flash'>{html.escape(flash)}</p>" if flash else "")
-            + "<form method='get' action='/review'>Reason <select name='reason'><option value=''>any</option>"
-            + options + "</select> Older than <select name='min_age'><option value=''>any age</option>"
-            + "".join(f"<option value='{s}'{' selected' if f['min_age'] == s else ''}>{_age(s)}</option>"
-                      for s in (300, 3600, 86400))
-            + "</select> Status <select name='status'>"
-            + "".join(f"<option{' selected' if f['status'] == s else ''}>{s}</option>"
-                      for s in ("OPEN", "RESUBMITTED", "DISMISSED"))
-            + "</select> <button>Filter</button></form>"
-            + f"<p id='count'>{len(items)} item(s)</p><table id='queue'><tr><th>interaction</th><th>stage</th>"
-            + "<th>reason</th><th>age</th><th>times</th><th>status</th><th>detail</th></tr>" + rows + "</table>")
-        return _html(self, page("Review queue", body, who))
+def register(app: Any, ctx: Context) -> None:
+    @app.page("/api/review")
+    class ReviewListApi(View):
+        async def get(self, request: Request) -> Response:
+            if actor_of(request) is None:
+                return unauthorized(self)
+            now = utcnow()
+            items = ctx.review_queue.select(now=now, **_filters(request))
+            return self.json({"items": [public(r, now) for r in items], "count": len(items)}, headers=SECURITY)
 
+    @app.page("/api/review/{iid}")
+    class ReviewItemApi(View):
+        async def get(self, request: Request, iid: str) -> Response:
+            if actor_of(request) is None:
+                return unauthorized(self)
+            r = ctx.review_queue.items.get(iid)
+            if r is None:
+                return self.json({"error": "not_found"}, status=404, headers=SECURITY)
+            from app.ops.trace import trace
 
-@app.page("/review/{iid}")
-class ItemPage(View):
-    async def get(self, request: Request, iid: str) -> Any:
-        who = actor_of(request)
-        if who is None:
-            return _redirect("/review/login")
-        r = review_queue.items.get(iid)
-        if r is None:
-            return _html(self, page("Not found", "<p>No such review item. <a href='/review'>Back</a></p>", who), 404)
-        from app.ops.trace import trace
+            story = await trace(iid)
+            led = story.get("ledger") or {}
+            return self.json({"item": {**public(r, utcnow()), "interaction": interaction_summary(r), "note": r.note},
+                              "ledger": {"state": led.get("state"), "reason": led.get("reason"),
+                                         "states": [s.get("state") for s in story.get("ledgerHistory", [])]},
+                              "history": _history(story)}, headers=SECURITY)
 
-        story = await trace(iid)
-        facts = interaction_summary(r) or {}
-        led = story.get("ledger") or {}
-        e = html.escape
-        hist = "".join(f"<tr><td>{e(h['time'][:19])}</td><td>{e(h['stage'])}</td><td>{e(h['what'])}</td>"
-                       f"<td>{e(h.get('reason') or '')}</td><td>{e(h.get('actor') or '')}</td></tr>"
-                       for h in _history(story))
-        states = " → ".join(e(s.get("state", "?")) for s in story.get("ledgerHistory", []))
-        actions = ""
-        if r.status == "OPEN":
-            customer = ("<label>Customer id (if the interaction has none) <input name='customerId' id='customerId'>"
-                        "</label> " if r.stage == "intake" else "")
-            actions = (f"<h2>Act</h2><form method='post' action='/review/{quote(iid, safe='')}/resubmit'>{customer}"
-                       "<button type='submit' id='resubmit'>Resubmit</button></form>"
-                       f"<form method='post' action='/review/{quote(iid, safe='')}/dismiss'>"
-                       "<label>Note <input name='note' id='note' required maxlength='1000'></label> "
-                       "<button type='submit' id='dismiss'>Dismiss</button></form>")
-        body = (
-            f"<p><a href='/review'>← queue</a></p><table>"
-            f"<tr><th>stage</th><td>{e(r.stage)}</td></tr><tr><th>reason</th><td id='reason'>{e(r.reason)}</td></tr>"
-            f"<tr><th>detail</th><td>{e(r.detail or '')}</td></tr><tr><th>status</th><td id='status'>{e(r.status)}</td></tr>"
-            f"<tr><th>opened</th><td>{e(r.openedAt.isoformat()[:19])} ({r.count}×)</td></tr>"
-            + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
-            + f"<tr><th>ledger</th><td>{e(str(led.get('state', 'no entry')))} {e(led.get('reason') or '')}"
-              f"<br><span class='muted'>{states}</span></td></tr></table>"
-            + actions + "<h2>History</h2><table id='history'><tr><th>time</th><th>stage</th><th>what</th>"
-              "<th>reason</th><th>who</th></tr>" + hist + "</table>")
-        return _html(self, page(f"Review {iid}", body, who))
+    @app.page("/api/review/{iid}/{action}")
+    class ReviewActionApi(View):
+        async def post(self, request: Request, iid: str, action: str) -> Response:
+            who = actor_of(request)
+            if who is None:
+                return unauthorized(self)
+            if action not in ("resubmit", "dismiss"):
+                return self.json({"error": "unknown action"}, status=404, headers=SECURITY)
+            try:
+                body = json.loads(await request.read() or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError
+            except ValueError:
+                return self.json({"error": "body must be a JSON object"}, status=400, headers=SECURITY)
+            try:
+                a = ReviewAction(interactionId=iid, action=action, actor=str(body.get("actor") or who),  # type: ignore[arg-type]
+                                 note=body.get("note"), customerId=body.get("customerId"))
+            except ValidationError as e:
+                from schemas.errors import field_errors
 
+                return self.json({"error": "invalid action", "fields": field_errors(e)}, status=422, headers=SECURITY)
+            if action == "dismiss" and not a.note:
+                return self.json({"error": "a dismissal needs a note"}, status=422, headers=SECURITY)
+            problem = precheck(ctx, ctx.review_queue.items.get(iid), action, a.customerId)
+            if problem:
+                status = 404 if problem == "no such review item" else 409
+                return self.json({"error": problem}, status=status, headers=SECURITY)
+            await publish_action(ctx, a)
+            return self.json({"accepted": action, "interactionId": iid, "actor": a.actor}, status=202, headers=SECURITY)
 
-@app.page("/review/{iid}/{action}")
-class ItemActionPage(View):
-    async def post(self, request: Request, iid: str, action: str) -> Any:
-        who = actor_of(request)
-        if who is None:
-            return _redirect("/review/login")
-        if action not in ("resubmit", "dismiss"):
-            return _html(self, page("Not found", "<p>Unknown action.</p>", who), 404)
-        form = await request.post()
-        note = str(form.get("note", "")).strip() or None
-        customer = str(form.get("customerId", "")).strip() or None
-        problem = precheck(review_queue.items.get(iid), action, customer)
-        if action == "dismiss" and not note:
-            problem = "a dismissal needs a note"
-        if problem:
-            return _redirect("/review?" + urlencode({"done": f"{iid}: {problem}"}))
-        await publish_action(ReviewAction(interactionId=iid, action=action, actor=who, note=note,  # type: ignore[arg-type]
-                                          customerId=customer))
-        return _redirect("/review?" + urlencode({"done": f"{iid}: {action} sent"}))
+    @app.page("/review/login")
+    class LoginPage(View):
+        async def get(self, request: Request) -> Response:
+            return _html(self, page("Sign in", LOGIN_FORM))
 
+        async def post(self, request: Request) -> Any:
+            form = await request.post()
+            token, name = str(form.get("token", "")), str(form.get("name", "")).strip()[:100]
+            expected = admin_token()
+            if not expected or not name or not hmac.compare_digest(token.encode(), expected):
+                return _html(self, page("Sign in", '<p class="flash" id="flash">Token or name not accepted.</p>' + LOGIN_FORM),
+                             status=401)
+            return _redirect(ctx, "/review", session_cookie(name))
+
+    @app.page("/review")
+    class QueuePage(View):
+        async def get(self, request: Request) -> Any:
+            who = actor_of(request)
+            if who is None:
+                return _redirect(ctx, "/review/login")
+            f = _filters(request)
+            now = utcnow()
+            items = ctx.review_queue.select(now=now, **f)
+            flash = request.query.get("done")
+            rows = "".join(
+                f"<tr class='item'><td><a href='/review/{quote(r.interactionId, safe='')}'>{html.escape(r.interactionId)}</a>"
+                f"</td><td>{html.escape(r.stage)}</td><td>{html.escape(r.reason)}</td><td>{_age(int((now - r.openedAt).total_seconds()))}</td>"
+                f"<td>{r.count}</td><td>{html.escape(r.status)}</td><td class='muted'>{html.escape(r.detail or '')}</td></tr>"
+                for r in items)
+            reasons = sorted({r.reason.split(":")[0] for r in ctx.review_queue.items.values()})
+            options = "".join(f"<option{' selected' if f['reason'] == x else ''}>{html.escape(x)}</option>" for x in reasons)
+            body = (
+                (f"<p class='flash' id='flash'>{html.escape(flash)}</p>" if flash else "")
+                + "<form method='get' action='/review'>Reason <select name='reason'><option value=''>any</option>"
+                + options + "</select> Older than <select name='min_age'><option value=''>any age</option>"
+                + "".join(f"<option value='{s}'{' selected' if f['min_age'] == s else ''}>{_age(s)}</option>"
+                          for s in (300, 3600, 86400))
+                + "</select> Status <select name='status'>"
+                + "".join(f"<option{' selected' if f['status'] == s else ''}>{s}</option>"
+                          for s in ("OPEN", "RESUBMITTED", "DISMISSED"))
+                + "</select> <button>Filter</button></form>"
+                + f"<p id='count'>{len(items)} item(s)</p><table id='queue'><tr><th>interaction</th><th>stage</th>"
+                + "<th>reason</th><th>age</th><th>times</th><th>status</th><th>detail</th></tr>" + rows + "</table>")
+            return _html(self, page("Review queue", body, who))
+
+    @app.page("/review/{iid}")
+    class ItemPage(View):
+        async def get(self, request: Request, iid: str) -> Any:
+            who = actor_of(request)
+            if who is None:
+                return _redirect(ctx, "/review/login")
+            r = ctx.review_queue.items.get(iid)
+            if r is None:
+                return _html(self, page("Not found", "<p>No such review item. <a href='/review'>Back</a></p>", who), 404)
+            from app.ops.trace import trace
+
+            story = await trace(iid)
+            facts = interaction_summary(r) or {}
+            led = story.get("ledger") or {}
+            e = html.escape
+            hist = "".join(f"<tr><td>{e(h['time'][:19])}</td><td>{e(h['stage'])}</td><td>{e(h['what'])}</td>"
+                           f"<td>{e(h.get('reason') or '')}</td><td>{e(h.get('actor') or '')}</td></tr>"
+                           for h in _history(story))
+            states = " → ".join(e(s.get("state", "?")) for s in story.get("ledgerHistory", []))
+            actions = ""
+            if r.status == "OPEN":
+                customer = ("<label>Customer id (if the interaction has none) <input name='customerId' id='customerId'>"
+                            "</label> " if r.stage == "intake" else "")
+                actions = (f"<h2>Act</h2><form method='post' action='/review/{quote(iid, safe='')}/resubmit'>{customer}"
+                           "<button type='submit' id='resubmit'>Resubmit</button></form>"
+                           f"<form method='post' action='/review/{quote(iid, safe='')}/dismiss'>"
+                           "<label>Note <input name='note' id='note' required maxlength='1000'></label> "
+                           "<button type='submit' id='dismiss'>Dismiss</button></form>")
+            body = (
+                f"<p><a href='/review'>← queue</a></p><table>"
+                f"<tr><th>stage</th><td>{e(r.stage)}</td></tr><tr><th>reason</th><td id='reason'>{e(r.reason)}</td></tr>"
+                f"<tr><th>detail</th><td>{e(r.detail or '')}</td></tr><tr><th>status</th><td id='status'>{e(r.status)}</td></tr>"
+                f"<tr><th>opened</th><td>{e(r.openedAt.isoformat()[:19])} ({r.count}×)</td></tr>"
+                + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
+                + f"<tr><th>ledger</th><td>{e(str(led.get('state', 'no entry')))} {e(led.get('reason') or '')}"
+                  f"<br><span class='muted'>{states}</span></td></tr></table>"
+                + actions + "<h2>History</h2><table id='history'><tr><th>time</th><th>stage</th><th>what</th>"
+                  "<th>reason</th><th>who</th></tr>" + hist + "</table>")
+            return _html(self, page(f"Review {iid}", body, who))
+
+    @app.page("/review/{iid}/{action}")
+    class ItemActionPage(View):
+        async def post(self, request: Request, iid: str, action: str) -> Any:
+            who = actor_of(request)
+            if who is None:
+                return _redirect(ctx, "/review/login")
+            if action not in ("resubmit", "dismiss"):
+                return _html(self, page("Not found", "<p>Unknown action.</p>", who), 404)
+            form = await request.post()
+            note = str(form.get("note", "")).strip() or None
+            customer = str(form.get("customerId", "")).strip() or None
+            problem = precheck(ctx, ctx.review_queue.items.get(iid), action, customer)
+            if action == "dismiss" and not note:
+                problem = "a dismissal needs a note"
+            if problem:
+                return _redirect(ctx, "/review?" + urlencode({"done": f"{iid}: {problem}"}))
+            await publish_action(ctx, ReviewAction(interactionId=iid, action=action, actor=who, note=note,  # type: ignore[arg-type]
+                                              customerId=customer))
+            return _redirect(ctx, "/review?" + urlencode({"done": f"{iid}: {action} sent"}))

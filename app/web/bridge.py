@@ -21,7 +21,8 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
 from runtime.logs import get_logger
-from app.main import app, settings
+from runtime.settings import Settings
+from agents.context import Context
 from runtime.metrics import BRIDGE_LATENCY, BRIDGE_REQUESTS
 from app.web.openapi import document
 from runtime.topics import topic_name
@@ -41,7 +42,8 @@ class Refusal(Exception):
 class EventProducer:
     """A producer of the bridge's own, so a Kafka outage is a quick 503, not a hung request."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -49,16 +51,16 @@ class EventProducer:
         async with self._lock:
             if self._producer is None:
                 p = AIOKafkaProducer(
-                    bootstrap_servers=settings.kafka_bootstrap,
+                    bootstrap_servers=self.settings.kafka_bootstrap,
                     acks="all",
                     enable_idempotence=True,
                     linger_ms=1,
-                    request_timeout_ms=int(settings.bridge_ack_timeout * 1000),
-                    client_id=f"{settings.app_id}-bridge",
+                    request_timeout_ms=int(self.settings.bridge_ack_timeout * 1000),
+                    client_id=f"{self.settings.app_id}-bridge",
                     **client_kwargs(),
                 )
                 try:
-                    await asyncio.wait_for(p.start(), settings.bridge_ack_timeout)
+                    await asyncio.wait_for(p.start(), self.settings.bridge_ack_timeout)
                 except BaseException:
                     await _quiet_stop(p)
                     raise
@@ -70,7 +72,7 @@ class EventProducer:
         try:
             await asyncio.wait_for(
                 producer.send_and_wait(topic_name("genesys.events"), value=value, key=key.encode()),
-                settings.bridge_ack_timeout,
+                self.settings.bridge_ack_timeout,
             )
         except (KafkaError, asyncio.TimeoutError, OSError):
             # After a broker restart an idempotent producer can stay stuck (its producer id
@@ -105,16 +107,7 @@ async def _quiet_stop(p: AIOKafkaProducer) -> None:
         pass
 
 
-producer = EventProducer()
-
-
-@app.service
-class BridgeProducerService(faust.Service):
-    async def on_stop(self) -> None:
-        await producer.stop()
-
-
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, settings: Settings) -> bytes:
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Refusal(413, f"body larger than {limit} bytes")
@@ -127,7 +120,7 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def check_auth(request: Request, body: bytes) -> None:
+def check_auth(request: Request, body: bytes, settings: Settings) -> None:
     secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     if not secret:
         raise Refusal(401, "the bridge has no CALLBILL_WEBHOOK_SECRET configured")
@@ -167,11 +160,12 @@ def validate(model: type[BaseModel], data: Any) -> Any:
         raise Refusal(422, "invalid " + ", ".join(f["field"] for f in fields), fields=fields) from None
 
 
-async def accept(endpoint: str, model: type[BaseModel], kind: str, view: View, request: Request) -> Response:
+async def accept(endpoint: str, model: type[BaseModel], kind: str, view: View, request: Request,
+                 settings: Settings, producer: EventProducer) -> Response:
     started = time.perf_counter()
     try:
-        body = await read_body(request)
-        check_auth(request, body)
+        body = await read_body(request, settings)
+        check_auth(request, body, settings)
         event = validate(model, parse_json(request, body))
         key = event.interactionId if kind == "webhook" else event.conversation_id
         record = GenesysEvent(kind=kind, receivedAt=utcnow(), payload=event.model_dump(mode="json", by_alias=True, exclude_unset=True))
@@ -189,19 +183,29 @@ async def accept(endpoint: str, model: type[BaseModel], kind: str, view: View, r
         return view.json({"error": r.error, **r.extra}, status=r.status, headers=r.headers)
 
 
-@app.page("/genesys/webhook")
-class WebhookView(View):
-    async def post(self, request: Request) -> Response:
-        return await accept("webhook", WebhookPayload, "webhook", self, request)
+def register(app: Any, ctx: Context) -> EventProducer:
+    """The bridge's views and its producer (returned: the health check asks it about Kafka)."""
+    producer = EventProducer(ctx.settings)
 
+    @app.service
+    class BridgeProducerService(faust.Service):
+        async def on_stop(self) -> None:
+            await producer.stop()
 
-@app.page("/genesys/eventbridge")
-class EventBridgeView(View):
-    async def post(self, request: Request) -> Response:
-        return await accept("eventbridge", EventBridgeEvent, "eventbridge", self, request)
+    @app.page("/genesys/webhook")
+    class WebhookView(View):
+        async def post(self, request: Request) -> Response:
+            return await accept("webhook", WebhookPayload, "webhook", self, request, ctx.settings, producer)
 
+    @app.page("/genesys/eventbridge")
+    class EventBridgeView(View):
+        async def post(self, request: Request) -> Response:
+            return await accept("eventbridge", EventBridgeEvent, "eventbridge", self, request, ctx.settings,
+                                  producer)
 
-@app.page("/openapi.json")
-class OpenAPIView(View):
-    async def get(self, request: Request) -> Response:
-        return self.json(document())
+    @app.page("/openapi.json")
+    class OpenAPIView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(document())
+
+    return producer

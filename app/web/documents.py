@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 from faust.web import Request, Response, View
 
 from adapters.storage import FileStore, StorageError
-from app import storage
-from app.main import app, settings
+from agents.context import Context
 from domain import links
 
 SECURITY_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
@@ -26,46 +26,46 @@ def _forbidden(view: View) -> Response:
                      headers=SECURITY_HEADERS)
 
 
-@app.page("/files/{key:.+}")
-class FileView(View):
-    async def get(self, request: Request, key: str) -> Response:
-        store = storage.store()
-        if not isinstance(store, FileStore):
-            return self.json({"error": "not_found"}, status=404)
-        try:
-            expires = int(request.query.get("expires", ""))
-        except ValueError:
-            return _forbidden(self)
-        if not links.valid(settings.link_key, key, expires, request.query.get("sig", ""), time.time()):
-            return _forbidden(self)
-        try:
-            data = await store.get(key)
-        except StorageError:
-            return self.json({"error": "not_found"}, status=404)
-        name = key.rsplit("/", 1)[-1]
-        return self.bytes(data, content_type="application/pdf",
-                          headers={**SECURITY_HEADERS, "Content-Disposition": f'inline; filename="{name}"'})
-
-
-@app.page("/invoices/{number}/link")
-class RenewView(View):
-    async def get(self, request: Request, number: str) -> Response:
-        token = request.query.get("token", "")
-        key = links.key_of_renew_token(settings.link_key, token) if token else None
-        if key is not None and not key.endswith(f"/{number}.pdf"):
-            key = None
-        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-        if key is None and admin and token and hmac.compare_digest(token, admin):
+def register(app: Any, ctx: Context) -> None:
+    @app.page("/files/{key:.+}")
+    class FileView(View):
+        async def get(self, request: Request, key: str) -> Response:
+            store = ctx.services.store
+            if not isinstance(store, FileStore):
+                return self.json({"error": "not_found"}, status=404)
             try:
-                key = await storage.store().find(f"{number}.pdf")
+                expires = int(request.query.get("expires", ""))
+            except ValueError:
+                return _forbidden(self)
+            if not links.valid(ctx.settings.link_key, key, expires, request.query.get("sig", ""), time.time()):
+                return _forbidden(self)
+            try:
+                data = await store.get(key)
+            except StorageError:
+                return self.json({"error": "not_found"}, status=404)
+            name = key.rsplit("/", 1)[-1]
+            return self.bytes(data, content_type="application/pdf",
+                              headers={**SECURITY_HEADERS, "Content-Disposition": f'inline; filename="{name}"'})
+
+    @app.page("/invoices/{number}/link")
+    class RenewView(View):
+        async def get(self, request: Request, number: str) -> Response:
+            token = request.query.get("token", "")
+            key = links.key_of_renew_token(ctx.settings.link_key, token) if token else None
+            if key is not None and not key.endswith(f"/{number}.pdf"):
+                key = None
+            admin = ctx.settings.admin_token.get_secret_value() if ctx.settings.admin_token else None
+            if key is None and admin and token and hmac.compare_digest(token, admin):
+                try:
+                    key = await ctx.services.store.find(f"{number}.pdf")
+                except StorageError:
+                    return self.json({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
+                if key is None:
+                    return self.json({"error": "not_found"}, status=404)
+            if key is None:
+                return _forbidden(self)
+            try:
+                url, expires = await ctx.services.store.link(key, ctx.settings.link_ttl, f"{number}.pdf")
             except StorageError:
                 return self.json({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
-            if key is None:
-                return self.json({"error": "not_found"}, status=404)
-        if key is None:
-            return _forbidden(self)
-        try:
-            url, expires = await storage.store().link(key, settings.link_ttl, f"{number}.pdf")
-        except StorageError:
-            return self.json({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
-        return self.bytes(b"", status=302, headers={**SECURITY_HEADERS, "Location": url})
+            return self.bytes(b"", status=302, headers={**SECURITY_HEADERS, "Location": url})

@@ -127,7 +127,7 @@ def test_a_render_process_does_not_outlive_its_worker(tmp_path):
         "    print(*[p.pid for p in render_pool._pool._processes.values()], flush=True)\n"
         "    time.sleep(600)\n")
     here = os.path.dirname(__file__)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(os.path.dirname(here)), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         children = [int(x) for x in proc.stdout.readline().split()]

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from runtime.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"CALLBILL_KAFKA_SASL_PASSWORD": "kafka-pw-123", "CALLBILL_WEBHOOK_SECRET": "hook-secret-123",
            "CALLBILL_ADMIN_TOKEN": "admin-token-123", "CALLBILL_LINK_SECRET": "link-secret-123",
            "CALLBILL_ERP_TOKEN": "erp-token-123", "CALLBILL_SMTP_PASSWORD": "smtp-pw-123"}

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from runtime.settings import Settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def test_env_example_lists_every_setting_with_its_default():
@@ -66,5 +66,5 @@ def test_a_renamed_setting_still_reads_its_old_name_and_says_which_to_use(monkey
 def test_the_configuration_reference_is_generated_from_the_settings_model():
     from devtools.config_doc import render
 
-    doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == render(), "run: python -m devtools.config_doc > docs/configuration.md"

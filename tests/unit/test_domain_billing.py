@@ -21,7 +21,7 @@ from schemas.customers import Customer
 from schemas.events import InteractionCompleted
 from schemas.invoices import erp_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CARD = load_rate_card(REPO / "samples" / "rate-card.yaml")
 D = Decimal
 

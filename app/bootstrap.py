@@ -1,0 +1,88 @@
+"""The worker's outside systems, built from the one settings object: `build_services(settings)`.
+
+One instance per worker, handed to the stages in their context (agents/context.py) and to
+the web views; each client is made on first use (some need the event loop running), and
+nothing here is a module-level singleton.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from adapters.erp import ErpClient
+from adapters.genesys import GenesysClient, WrapupCodes
+from adapters.render_pool import RenderPool
+from adapters.storage import FileStore, ObjectStore, store_from_url
+from app.delivery import Transports
+from domain.invoice_pdf import Seller
+from domain.links import renew_token
+from domain.pricing import RateCard, load_rate_card
+from runtime.settings import Settings
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- billing
+    @cached_property
+    def rate_card(self) -> RateCard:
+        return load_rate_card(self.settings.rate_card)
+
+    @cached_property
+    def erp(self) -> ErpClient | None:
+        s = self.settings
+        if not s.erp_url:
+            return None
+        return ErpClient(s.erp_url, s.erp_token.get_secret_value() if s.erp_token else None,
+                         timeout=s.erp_timeout, max_connections=s.erp_concurrency)
+
+    # --- Genesys
+    @cached_property
+    def genesys(self) -> GenesysClient | None:
+        s = self.settings
+        if not (s.genesys_client_id and s.genesys_client_secret):
+            return None
+        return GenesysClient(s.genesys_client_id, s.genesys_client_secret.get_secret_value(), region=s.genesys_region,
+                             api_url=s.genesys_api_url, login_url=s.genesys_login_url)
+
+    @cached_property
+    def wrapup_codes(self) -> WrapupCodes:
+        s = self.settings
+        if s.wrapup_codes_file:
+            return WrapupCodes.from_file(s.wrapup_codes_file, self.genesys, ttl=s.wrapup_cache_ttl)
+        return WrapupCodes(self.genesys, ttl=s.wrapup_cache_ttl)
+
+    # --- documents
+    @cached_property
+    def store(self) -> ObjectStore:
+        s = self.settings
+        return store_from_url(s.storage_url, secret=s.link_key, public_url=s.public_url,
+                              endpoint_url=s.s3_endpoint_url, sse=s.s3_sse or None)
+
+    @property
+    def store_kind(self) -> str:
+        return "file" if isinstance(self.store, FileStore) else "s3"
+
+    @cached_property
+    def seller(self) -> Seller:
+        s = self.settings
+        return Seller(name=s.seller_name, address=tuple(x.strip() for x in s.seller_address.split("|") if x.strip()),
+                      tax_id=s.seller_tax_id, contact=s.seller_contact, payment_instructions=s.payment_instructions,
+                      logo=s.seller_logo)
+
+    def renew_url(self, number: str, key: str) -> str:
+        s = self.settings
+        return f"{s.public_url.rstrip('/')}/invoices/{number}/link?token={renew_token(s.link_key, key)}"
+
+    @cached_property
+    def renderer(self) -> RenderPool:
+        return RenderPool(self.settings.render_processes)
+
+    # --- delivery
+    @cached_property
+    def transports(self) -> Transports:
+        return Transports(self.settings, lambda: self.genesys)
+
+
+def build_services(settings: Settings) -> Services:
+    return Services(settings)

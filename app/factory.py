@@ -1,0 +1,110 @@
+"""The composition root: `create_app(settings, services=None)` builds the one Faust app.
+
+Building the app is where the worker's side effects happen, not at import: Faust's fixes
+are applied (runtime/faust_fixes.py), logging is configured, the data folder is made.
+Then the tables, the whole-topic views, every stage and every web view are registered
+by explicit calls (not autodiscovery, which turns an import error into a warning and
+starts a worker without the agent). Agent, table and topic names are fixed here and in
+the stage modules: a deployment's offsets and changelogs depend on them.
+"""
+from __future__ import annotations
+
+import faust
+
+from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry, review
+from agents.context import Context
+from app.bootstrap import Services, build_services
+from app.web import admin, bridge, health
+from app.web import bounces as provider_bounces
+from app.web import documents as document_links
+from app.web.auth import guard_stats
+from runtime import faust_fixes
+from runtime import topics as topic_specs
+from runtime.kafka import faust_credentials
+from runtime.logs import configure_logging
+from runtime.sensors import SendGuard, disable_commits
+from runtime.settings import Settings
+from runtime.writes import TrackedTable
+from tables import ledger, pending, reviews
+from tables.compacted import follow_on
+from tables.directory import Directory
+from tables.ledger import Ledger
+from tables.pending import PendingTable
+from tables.reviews import ReviewQueue, ReviewTable
+from tables.suppressions import Suppressions
+
+STAGE_MODULES = (assemble, intake, billing, documents, delivery, acks, bounces, review, retry)
+
+
+class CallbillApp(faust.App):
+    topics_by_name: dict[str, faust.TopicT]
+    ctx: Context
+
+    async def on_start(self) -> None:
+        # Topics must exist before the consumer subscribes, or the first assignment
+        # skips them and nothing is consumed until the next metadata refresh.
+        await topic_specs.ensure_topics()
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        # While stopping, faust-streaming can commit offsets past messages it fetched but
+        # never handed to the agent (seen in tests/integration/test_intake.py: events lost on SIGTERM).
+        # Commit nothing from here on: the next worker resumes from the last periodic
+        # commit and the ledger makes the repeats harmless.
+        disable_commits(self)
+        await super().on_stop()
+
+
+def create_app(settings: Settings, services: Services | None = None) -> CallbillApp:
+    faust_fixes.apply()  # before the app exists: see the module
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = CallbillApp(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=faust_credentials(),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        consumer_auto_offset_reset="earliest",
+        # small fetches: one stage's backlog must not stall the others (README, known problems)
+        broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=settings.fetch_max_bytes,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        # The built-in table pages would serve the customer directory to anyone.
+        web_tables_enabled=False,
+        web_stats_enabled=settings.web_stats,  # behind the admin token (app/web/auth.py)
+        web_application_options={"middlewares": [guard_stats]},
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
+        # table changelog sends can be awaited by a stage (runtime/writes.py)
+        Table=TrackedTable,
+    )
+    app.topics_by_name = topic_specs.declare(app)
+    app.sensors.add(SendGuard(app))
+    parts = settings.topic_partitions
+    ctx = Context(
+        settings=settings, topics=app.topics_by_name,
+        ledger=Ledger(ledger.define(app, parts)), pending=PendingTable(pending.define(app, parts)),
+        reviews=ReviewTable(reviews.define(app, parts)),
+        directory=Directory(), suppressions=Suppressions(), review_queue=ReviewQueue(),
+        services=services or build_services(settings), stopping=lambda: app.should_stop,
+    )
+    app.ctx = ctx
+    for view in (ctx.directory, ctx.suppressions, ctx.review_queue):
+        follow_on(app, view, settings.kafka_bootstrap)
+    for stage in STAGE_MODULES:
+        stage.register(app, ctx)
+    producer = bridge.register(app, ctx)
+    health.register(app, ctx, producer)
+    for web in (admin, document_links, provider_bounces):
+        web.register(app, ctx)
+    return app
