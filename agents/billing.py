@@ -80,7 +80,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     now = ctx.clock()
     entry = ctx.ledger.get(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
     if entry.invoice or entry.state in ISSUED:  # issued once: a later stage's review included
-        invoice = Invoice.model_validate(entry.invoice) if entry.invoice else None
+        invoice = entry.invoice
         if invoice is not None:
             catch_up_counter(ctx, invoice)
         if entry.billingSource == source and invoice is not None:
@@ -105,7 +105,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         if entry.draft and ctx.services.erp is not None:
             # a retry sends the ERP the very body of the first attempt (same Idempotency-Key,
             # same body), even if the customer record or the rate card changed meanwhile
-            d = Draft.model_validate(entry.draft)
+            d = entry.draft
         else:
             d = draft(interaction, customer, ctx.services.rate_card, ctx.settings.default_timezone)
     except (PricingError, DateError) as e:
@@ -117,7 +117,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         invoice = issue(d, number, series_, ctx.clock())
     else:
         if not entry.draft:
-            entry = entry.touched(ctx.clock(), draft=d.model_dump(mode="json"))
+            entry = entry.touched(ctx.clock(), draft=d)
             ctx.ledger.put(iid, entry)
         result = await call_erp(ctx, d, batch)
         entry = ctx.ledger.get(iid) or entry  # re-read: the await above let other work run
@@ -139,7 +139,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
 
     # the entry (with its number) is written before the counter moves: see domain/numbering.py
     ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.BILLED, reason=None, invoiceNumber=invoice.invoiceNumber,
-                                 invoice=invoice.model_dump(mode="json"), billingSource=source))
+                                 invoice=invoice, billingSource=source))
     catch_up_counter(ctx, invoice)
     await ctx.publish("callbill.invoices", iid, invoice, wait=False)
     await ctx.audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber}")

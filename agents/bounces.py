@@ -67,7 +67,7 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
             await ctx.publish("callbill.retry", iid, RetryItem(
                 interactionId=iid, stage=STAGE, topic="callbill.documents", attempt=n,
                 notBefore=ctx.clock() + timedelta(seconds=delay), reason=f"soft bounce {b.status or ''}".strip(),
-                payload=entry.document), wait=False)
+                payload=entry.document.model_dump(mode="json")), wait=False)
         await ctx.audit(STAGE, iid, "SOFT_BOUNCE", b.status, count=n)
         return
     reason = "complaint" if b.kind == "complaint" else ("hard" if b.kind == "hard" else "soft-limit")
@@ -77,7 +77,8 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
     if entry is None:
         log.info("address suppressed", extra={"stage": STAGE, "reason": reason})
         return
-    failed = {**(entry.delivery or {}), "status": "FAILED", "reason": f"{reason} bounce"}
+    failed = {**(entry.delivery.model_dump(mode="json") if entry.delivery else {}), "status": "FAILED",
+              "reason": f"{reason} bounce"}
     ctx.ledger.update(iid, state=State.REVIEW, reason="PENDING_REVIEW:BOUNCED", delivery=failed,
                  softBounces=entry.softBounces + (b.kind == "soft"))
     await ctx.review(STAGE, iid, "PENDING_REVIEW:BOUNCED",

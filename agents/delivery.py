@@ -108,22 +108,23 @@ async def to_review(ctx: Context, iid: str, reason: str, detail: str, **changes)
 async def announce_again(ctx: Context, iid: str, entry: LedgerEntry) -> None:
     """The records of a decided outcome, written again: the delivery (or the refusal's
     bounce or review). Consumers take them by interactionId and attempt, so twice is fine."""
-    outcome = entry.delivery or {}
-    if outcome.get("status") == "SENT":
-        done = Delivery.model_validate({k: v for k, v in outcome.items() if k in Delivery.model_fields})
+    outcome = entry.delivery
+    if outcome is not None and outcome.status == "SENT":
+        done = Delivery.model_validate({k: v for k, v in outcome.model_dump(mode="json").items()
+                                        if k in Delivery.model_fields})
         await ctx.publish("callbill.deliveries", iid, done, wait=False)
         await ctx.audit(STAGE, iid, "DELIVERED", f"{done.channel} (republished after a restart)")
     elif entry.state is State.REVIEW:
-        await ctx.review(STAGE, iid, entry.reason or f"DELIVERY_REJECTED:{outcome.get('channel')}",
-                     detail=outcome.get("reason"))
+        await ctx.review(STAGE, iid, entry.reason or f"DELIVERY_REJECTED:{outcome.channel if outcome else None}",
+                         detail=outcome.reason if outcome else None)
         await ctx.audit(STAGE, iid, "REVIEW", entry.reason)
-    elif "bounceStatus" in outcome:  # a hard bounce the bounce agent may not have seen
+    elif outcome is not None and outcome.bounced:  # a hard bounce the bounce agent may not have seen
         await ctx.directory.ready()
-        customer = ctx.directory.customers.get(Invoice.model_validate(entry.invoice).customerReference)
+        customer = ctx.directory.customers.get(entry.invoice.customerReference if entry.invoice else "")
         if customer is None or not customer.email:
             await to_review(ctx, iid, "NO_CUSTOMER", "the customer is no longer in the directory")
             return
-        await hard_bounce(ctx, iid, normalize_email(customer.email), outcome["bounceStatus"], outcome.get("reason") or "")
+        await hard_bounce(ctx, iid, normalize_email(customer.email), outcome.bounceStatus, outcome.reason or "")
 
 
 async def hard_bounce(ctx: Context, iid: str, address: str, status: str | None, reason: str) -> None:
@@ -147,30 +148,30 @@ async def deliver(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     if run and run not in entry.reissued:
         # an operator asked for a new message (callbill replay --force-reissue): open the next attempt
         current = entry.deliveryAttempt
-        started = max((entry.deliveryIntent or {}).get("attempt", 0), (entry.delivery or {}).get("attempt", 0))
+        started = max(r.attempt if r else 0 for r in (entry.deliveryIntent, entry.delivery))
         entry = await durably(ctx.ledger.update, iid, reissued=[*entry.reissued, run],
                               deliveryAttempt=current + 1 if started >= current else current) or entry
     attempt = entry.deliveryAttempt
     source = source_of(event)
-    if entry.delivery and entry.delivery.get("attempt", 1) >= attempt:
+    if entry.delivery and entry.delivery.attempt >= attempt:
         if entry.deliverySource == source:
             # redelivered after a crash: the ledger has the outcome, but what announces it
             # may not have landed before the worker died. Announced again; nothing is sent.
             await announce_again(ctx, iid, entry)
             return
-        await ctx.audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.get("channel"))
+        await ctx.audit(STAGE, iid, "ALREADY_DELIVERED", entry.delivery.channel)
         return
-    if entry.deliveryIntent and entry.deliveryIntent.get("attempt", 1) >= attempt:
+    if entry.deliveryIntent and entry.deliveryIntent.attempt >= attempt:
         if entry.state is not State.REVIEW:
             await to_review(ctx, iid, "DELIVERY_UNCONFIRMED",
-                            f"a {entry.deliveryIntent.get('channel')} send started and its outcome was never "
+                            f"a {entry.deliveryIntent.channel} send started and its outcome was never "
                             "recorded (worker stopped mid-send); check with the customer before resending",
                             deliverySource=source)
         elif entry.deliverySource == source:
             await announce_again(ctx, iid, entry)  # the review may not have landed before a crash
         return
 
-    invoice = Invoice.model_validate(entry.invoice)
+    invoice = entry.invoice
     await ctx.directory.ready()
     customer = ctx.directory.customers.get(invoice.customerReference)
     if customer is None:

@@ -65,7 +65,7 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     if entry.documentKey and not reissue:
         if entry.documentSource == source and entry.document:
             # redelivered: the document message may not have landed; same object, fresh link
-            doc = DocumentStored.model_validate(entry.document)
+            doc = entry.document
             await ctx.publish("callbill.documents", iid, await stored(ctx, invoice, doc.key, doc.sha256, doc.size), wait=False)
             # the same decision again: its first audit record may have been lost with the crash
             await ctx.audit(STAGE, iid, "DOCUMENTED", f"{doc.key} (republished after a restart)")
@@ -92,7 +92,7 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     entry = ctx.ledger.get(iid) or entry
     state = entry.state if entry.state is State.DELIVERED else State.DOCUMENTED
     ctx.ledger.put(iid, entry.touched(ctx.clock(), state=state, reason=None, documentKey=key,
-                                 document=doc.model_dump(mode="json"), documentSource=source))
+                                 document=doc, documentSource=source))
     await ctx.publish("callbill.documents", iid, doc, wait=False,
                   headers={headers.REISSUE: reissue.encode()} if reissue else None)
     await ctx.audit(STAGE, iid, "REISSUED" if reissue else "DOCUMENTED", key)

@@ -86,15 +86,15 @@ async def resubmit_payload(ctx: Context, rec: ReviewRecord, action: ReviewAction
     if rec.stage == "documents":
         if entry is None or not entry.invoice:
             raise CannotResubmit("the ledger has no invoice for this interaction")
-        return target, entry.invoice
+        return target, entry.invoice.model_dump(mode="json")
     if entry is None or not entry.document:
         raise CannotResubmit("the ledger has no stored document for this interaction")
     # a person decided to send again: the next delivery attempt may go (never twice on its own)
     current = entry.deliveryAttempt
-    started = (entry.deliveryIntent or {}).get("attempt", 0) >= current or (entry.delivery or {}).get("attempt", 0) >= current
+    started = max(r.attempt if r else 0 for r in (entry.deliveryIntent, entry.delivery)) >= current
     ctx.ledger.update(iid, state=State.DOCUMENTED, reason=None,
                  deliveryAttempt=current + 1 if started else current, softBounces=0)
-    return target, entry.document
+    return target, entry.document.model_dump(mode="json")
 
 
 async def act(ctx: Context, event: faust.EventT) -> None:

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_serializer
+
+from domain.billing import Draft
+from schemas.documents import DocumentStored
+from schemas.invoices import Invoice
 
 
 class State(StrEnum):
@@ -13,6 +18,34 @@ class State(StrEnum):
     DOCUMENTED = "DOCUMENTED"
     DELIVERED = "DELIVERED"
     REVIEW = "REVIEW"
+
+
+class SendRecord(BaseModel):
+    """A send's intent ("about to send") or outcome, as the ledger keeps it.
+
+    Written with exactly the keys that were set (a key set to None stays, one never set is
+    absent), so an entry reads and writes back unchanged: `bounceStatus` present means the
+    refusal was a bounce, even when the server gave no status. The delivery record of a
+    send carries the Delivery fields beside these (kept as they are).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    channel: str | None = None
+    attempt: int = 1
+    at: str | None = None  # ISO time, as written
+    status: str | None = None  # SENT or FAILED (outcomes)
+    reason: str | None = None
+    bounceStatus: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_set(self, handler: Any) -> dict[str, Any]:
+        keep = self.model_fields_set | set(self.model_extra or {})
+        return {k: v for k, v in handler(self).items() if k in keep}
+
+    @property
+    def bounced(self) -> bool:
+        return "bounceStatus" in self.model_fields_set
 
 
 class LedgerEntry(BaseModel):
@@ -28,25 +61,26 @@ class LedgerEntry(BaseModel):
     # billing: the number, the invoice as issued (republished if its message is redelivered,
     # since the first publish may not have landed) and the message that billed it.
     invoiceNumber: str | None = None
-    invoice: dict | None = None
+    invoice: Invoice | None = None
     billingSource: str | None = None
-    draft: dict | None = None  # ERP mode: what the first request was built from, resent as is
+    draft: Draft | None = None  # ERP mode: what the first request was built from, resent as is
     # documents: the stored object and the message that stored it
     documentKey: str | None = None
-    document: dict | None = None
+    document: DocumentStored | None = None
     documentSource: str | None = None
     # delivery: the attempt that may be sent (a soft bounce allows the next one), the
     # intent written before sending and the outcome after. An intent of the current
     # attempt without its outcome means a send may have happened: never resent blindly.
     deliveryAttempt: int = 1
-    deliveryIntent: dict | None = None
-    delivery: dict | None = None
+    deliveryIntent: SendRecord | None = None
+    delivery: SendRecord | None = None
     deliverySource: str | None = None  # the document message this outcome (or unconfirmed review) records
     softBounces: int = 0
     reissued: list[str] = []  # replay runs (--force-reissue) whose new delivery attempt was opened
     # the "Processing Received" acknowledgement, under the same rule
-    ackIntent: dict | None = None
-    ack: dict | None = None
+    ackIntent: SendRecord | None = None
+    ack: SendRecord | None = None
 
-    def touched(self, now: datetime, **changes) -> "LedgerEntry":
-        return self.model_copy(update={"updatedAt": now, **changes})
+    def touched(self, now: datetime, **changes: Any) -> "LedgerEntry":
+        """A copy with `changes` (models or their JSON form), validated: fields stay typed."""
+        return LedgerEntry.model_validate({**dict(self), "updatedAt": now, **changes})

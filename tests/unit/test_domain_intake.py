@@ -103,3 +103,16 @@ def test_a_later_stages_review_is_not_reopened_by_a_repeat():
     # its own redelivery neither: billing already decided, intake's forward is audited again
     again = decide(interaction_from_webhook(payload()), billing_review, CODES, NOW, "t/0/1")
     assert (again.outcome, again.entry, again.again) == (Outcome.FORWARD, None, True)
+
+
+def test_a_send_record_writes_back_exactly_the_keys_it_was_given():
+    from domain.ledger import SendRecord
+
+    refused = {"attempt": 2, "channel": "EMAIL", "status": "FAILED", "reason": "550", "at": "x", "bounceStatus": None}
+    entry = LedgerEntry(state=State.REVIEW, firstSeen=NOW, updatedAt=NOW).touched(NOW, delivery=refused)
+    assert isinstance(entry.delivery, SendRecord) and entry.delivery.bounced and entry.delivery.attempt == 2
+    assert entry.model_dump(mode="json")["delivery"] == refused
+    sent = {"channel": "SMS", "status": "SENT", "transport": "genesys", "providerId": "c-1"}  # Delivery fields kept
+    again = LedgerEntry.model_validate(entry.touched(NOW, delivery=sent).model_dump(mode="json"))
+    assert again.delivery.attempt == 1 and not again.delivery.bounced
+    assert again.model_dump(mode="json")["delivery"] == sent
