@@ -129,7 +129,7 @@ def by_key(events: list[faust.EventT]) -> list[list[faust.EventT]]:
     return list(groups.values())
 
 
-async def run_batches(ctx: Context, stream: faust.StreamT, stage: str, size: int, window: float,
+async def run_batches(stream: faust.StreamT, stage: str, size: int, window: float,
                       handle: Callable[[faust.EventT, Batch], Awaitable[None]], concurrent: bool = True) -> None:
     """`handle` must never raise (wrap it like agents/routing.py's guard)."""
     async for events in stream.take_events(size, within=window):

@@ -155,5 +155,5 @@ def register(app: faust.App, ctx: Context) -> None:
     async def billing(stream: faust.StreamT) -> None:
         await ctx.directory.ready()
         # without an ERP there is no I/O to overlap, and in order keeps the numbering simple
-        await run_batches(ctx, stream, STAGE, ctx.settings.billing_batch, ctx.settings.batch_window,
+        await run_batches(stream, STAGE, ctx.settings.billing_batch, ctx.settings.batch_window,
                           lambda e, b: bill_one(ctx, e, b), concurrent=ctx.services.erp is not None)

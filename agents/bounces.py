@@ -34,14 +34,10 @@ log = get_logger("bounces")
 
 
 def bounce_of(ctx: Context, report: BounceReport) -> Bounce:
-    iid = interaction_of(report.messageId, _domain(ctx))
+    iid = interaction_of(report.messageId, ctx.services.transports.mail_domain())
     return Bounce(address=suppression_key(report.address), kind=report.kind, status=report.status,
                   diagnostic=report.diagnostic, interactionId=iid, messageId=report.messageId,
                   source=report.source)  # type: ignore[arg-type]
-
-
-def _domain(ctx: Context) -> str:
-    return ctx.settings.mail_from.rsplit("@", 1)[-1]
 
 
 async def publish_bounce(ctx: Context, b: Bounce) -> None:

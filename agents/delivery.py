@@ -236,5 +236,5 @@ async def deliver_one(ctx: Context, event: faust.EventT, batch: Batch) -> None:
 def register(app: faust.App, ctx: Context) -> None:
     @app.agent(ctx.topics["callbill.documents"], name="delivery")
     async def delivery(stream: faust.StreamT) -> None:
-        await run_batches(ctx, stream, STAGE, ctx.settings.delivery_batch, ctx.settings.batch_window,
+        await run_batches(stream, STAGE, ctx.settings.delivery_batch, ctx.settings.batch_window,
                           lambda e, b: deliver_one(ctx, e, b))

@@ -107,5 +107,5 @@ async def document_one(ctx: Context, event: faust.EventT, batch: Batch) -> None:
 def register(app: faust.App, ctx: Context) -> None:
     @app.agent(ctx.topics["callbill.invoices"], name="documents")
     async def documents(stream: faust.StreamT) -> None:
-        await run_batches(ctx, stream, STAGE, ctx.settings.documents_batch, ctx.settings.batch_window,
+        await run_batches(stream, STAGE, ctx.settings.documents_batch, ctx.settings.batch_window,
                           lambda e, b: document_one(ctx, e, b))
