@@ -27,8 +27,10 @@ lint: install            ## the import rules (pyproject.toml [tool.importlinter]
 demo: install            ## stack up, a real worker, the samples through the pipeline, a report
 	$(CALLBILL) demo
 
-test: install            ## the whole suite; starts its own Kafka unless CALLBILL_KAFKA_BOOTSTRAP is set
-	$(PY) -m pytest -q
+TEST_WORKERS ?= 2
+
+test: install            ## the whole suite, TEST_WORKERS processes sharing one Kafka (started here unless CALLBILL_KAFKA_BOOTSTRAP is set)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: install            ## the fast tiers: pure rules and every stage in process (no broker), under a minute
 	$(PY) -m pytest -q tests/unit tests/stages

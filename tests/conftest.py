@@ -20,6 +20,42 @@ from kafka_harness import Worker, docker_available, free_port  # noqa: E402
 for key in [k for k in os.environ if k.startswith("CALLBILL_") and k != "CALLBILL_KAFKA_BOOTSTRAP"]:
     del os.environ[key]
 
+_shared_kafka = None  # the broker this (controller) process started for its xdist workers
+
+
+def pytest_configure(config):
+    """With `-n N` (pytest-xdist), start one broker here, in the controller, before the
+    workers are spawned: they inherit CALLBILL_KAFKA_BOOTSTRAP and share it (every test has
+    its own topic prefix and group ids), instead of one JVM each on a 2-core machine."""
+    global _shared_kafka
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("CALLBILL_KAFKA_BOOTSTRAP") or docker_available() or not _needs_broker(config):
+        return
+    import tempfile
+
+    from devtools.devstack import LocalKafka
+
+    _shared_kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="callbill-kafka-")), port=free_port(),
+                               controller_port=free_port())
+    _shared_kafka.start()
+    os.environ["CALLBILL_KAFKA_BOOTSTRAP"] = _shared_kafka.bootstrap
+
+
+def pytest_unconfigure(config):
+    global _shared_kafka
+    if _shared_kafka is not None:
+        _shared_kafka.stop()
+        os.environ.pop("CALLBILL_KAFKA_BOOTSTRAP", None)
+        _shared_kafka = None
+
+
+def _needs_broker(config) -> bool:
+    """Only the unit and stage tiers given: no broker to start."""
+    paths = [a for a in config.args if not a.startswith("-")] or ["tests"]
+    fast = ("tests/unit", "tests/stages")
+    return not all(Path(a).as_posix().split("::")[0].lstrip("./").startswith(fast) for a in paths)
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):

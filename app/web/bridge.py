@@ -160,15 +160,21 @@ def validate(model: type[BaseModel], data: Any) -> Any:
         raise Refusal(422, "invalid " + ", ".join(f["field"] for f in fields), fields=fields) from None
 
 
+def record_of(kind: str, event: WebhookPayload | EventBridgeEvent) -> tuple[str, GenesysEvent]:
+    """The key and the genesys.events record for a validated body (the interaction or the
+    conversation id: every record of one conversation lands on one partition)."""
+    key = event.interactionId if isinstance(event, WebhookPayload) else event.conversation_id
+    return key, GenesysEvent(kind=kind, receivedAt=utcnow(),
+                             payload=event.model_dump(mode="json", by_alias=True, exclude_unset=True))
+
+
 async def accept(endpoint: str, model: type[BaseModel], kind: str, view: View, request: Request,
                  settings: Settings, producer: EventProducer) -> Response:
     started = time.perf_counter()
     try:
         body = await read_body(request, settings)
         check_auth(request, body, settings)
-        event = validate(model, parse_json(request, body))
-        key = event.interactionId if kind == "webhook" else event.conversation_id
-        record = GenesysEvent(kind=kind, receivedAt=utcnow(), payload=event.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        key, record = record_of(kind, validate(model, parse_json(request, body)))
         try:
             await producer.send(key, record.model_dump_json().encode())
         except (KafkaError, asyncio.TimeoutError, OSError) as e:

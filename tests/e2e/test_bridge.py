@@ -133,3 +133,18 @@ def test_health_and_metrics(bridge):
 
 def test_table_pages_are_not_served(bridge):
     assert httpx.get(bridge.url + "/table/", timeout=5).status_code == 404
+
+
+def test_provider_bounce_endpoint_publishes_what_it_accepts(bridge, kafka_bootstrap):
+    """/bounces/provider (SES through SNS here): authenticated like the bridge, a report goes
+    onto callbill.bounces; what the bounces stage decides is tested in tests/stages."""
+    ses = {"notificationType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": "ok@example.com"}],
+                                                          "complaintFeedbackType": "abuse"},
+           "mail": {"commonHeaders": {"messageId": "<b-ok.invoice@callbill.example>"}}}
+    assert bridge.post(ses, "/bounces/provider", signed=False).status_code == 401
+    r = bridge.post({"Type": "Notification", "Message": json.dumps(ses)}, "/bounces/provider")
+    assert r.status_code == 202 and r.json() == {"accepted": 1}
+    bad = bridge.post({"nonsense": True}, "/bounces/provider")
+    assert bad.status_code == 422 and "ok@example.com" not in bad.text
+    out = read_json(kafka_bootstrap, bridge.topic("callbill.bounces"), until=lambda m: len(m) >= 1)
+    assert [(b["address"], b["kind"], b.get("interactionId")) for b in out] == [("ok@example.com", "complaint", "b-ok")]

@@ -190,26 +190,6 @@ def test_erp_outage_of_30s_in_the_middle_of_500(make_worker, kafka_bootstrap, er
     assert not read_json(kafka_bootstrap, w.topic("callbill.dlq"), timeout=2)
 
 
-def test_erp_400_goes_to_review_once_and_is_not_retried(make_worker, kafka_bootstrap, erp):
-    erp.call(erp.control, knownCustomers=["CUST-US"])
-    w = make_worker(extra_env=erp_env(erp))
-    load_customers(kafka_bootstrap, w)
-    w.start()
-    produce(kafka_bootstrap, w.topic("callbill.billable"),
-            [("r-ok", billable("r-ok", "CUST-US")), ("r-bad", billable("r-bad", "CUST-JP"))])
-    got = invoices(kafka_bootstrap, w, 1)
-    assert [i["interactionId"] for i in got] == ["r-ok"]
-    reviews = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=20, until=lambda m: len(m) >= 1)
-    time.sleep(3)  # time for any (wrong) retry to show
-    reviews = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=3)
-    assert len(reviews) == 1
-    r = reviews[0]
-    assert (r["interactionId"], r["stage"], r["reason"]) == ("r-bad", "billing", "ERP_REJECTED:UNKNOWN_CUSTOMER")
-    assert "400" in r["detail"] and r["interaction"]["interactionId"] == "r-bad"
-    assert erp.call(lambda: erp.requests["r-bad"]) == 1
-    assert not read_json(kafka_bootstrap, w.topic("callbill.retry"), timeout=2)
-
-
 def test_one_interaction_in_backoff_does_not_delay_100_others(make_worker, kafka_bootstrap, erp):
     # inline backoff that would take ~minutes if it held the partition
     erp.call(erp.control, latencyMs=20, failKeys=["stuck"])

@@ -186,15 +186,3 @@ def test_storage_down_for_20s_during_300_invoices(make_worker, kafka_bootstrap, 
     # every object is there, once, with the right bytes
     sample = docs[-1]
     assert hashlib.sha256(httpx.get(sample["url"]).content).hexdigest() == sample["sha256"]
-
-
-def test_a_pdf_that_cannot_be_rendered_goes_to_review(make_worker, kafka_bootstrap, tmp_path):
-    broken = tmp_path / "logo.png"
-    broken.write_bytes(b"not an image at all")
-    w = start_pipeline(make_worker, kafka_bootstrap, 1, CALLBILL_STORAGE_URL=f"file://{tmp_path}/docs",
-                       CALLBILL_SELLER_LOGO=str(broken))
-    reviews = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=60,
-                        until=lambda m: any(r["stage"] == "documents" for r in m))
-    (r,) = [r for r in reviews if r["stage"] == "documents"]
-    assert r["interactionId"] == "d-0" and r["reason"] == "RENDER_FAILED" and "rendered" in r["detail"]
-    assert not read_json(kafka_bootstrap, w.topic("callbill.documents"), timeout=2)

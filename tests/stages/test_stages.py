@@ -232,3 +232,42 @@ def test_assembly_turns_a_webhook_into_one_interaction_and_ignores_a_late_repeat
     assert [i["interactionId"] for i in ctx.out("callbill.interactions")] == ["gen-1"]
     assert ctx.outcomes("assemble") == ["ASSEMBLED"]
     assert ctx.pending.get("gen-1").done is not None
+
+
+# --- billing with the ERP, documents that cannot be rendered --------------------------
+
+def test_an_erp_400_goes_to_review_once_and_is_not_retried(tmp_path, mail_sink):
+    from devtools.reference_erp import ReferenceErp
+    from pipeline import Pipeline
+
+    erp = ReferenceErp(token="erp-token").start()
+    try:
+        erp.call(erp.control, knownCustomers=["CUST-9876543"])
+        ctx = make_context(tmp_path, erp_url=erp.url, erp_token="erp-token",
+                           smtp_url=f"smtp://127.0.0.1:{mail_sink.port}?starttls=off")
+
+        async def go():
+            async with Pipeline(ctx) as p:
+                await p.send("callbill.billable", interaction("r-ok"))
+                await p.send("callbill.billable", interaction("r-bad", customer="CUST-5550001"))
+                await p.settle()
+        run(go())
+        assert erp.call(lambda: erp.requests["r-bad"]) == 1  # asked once, never again
+    finally:
+        erp.stop()
+    assert [i["interactionId"] for i in ctx.out("callbill.invoices")] == ["r-ok"]
+    [r] = ctx.out("callbill.review")
+    assert (r["interactionId"], r["stage"], r["reason"]) == ("r-bad", "billing", "ERP_REJECTED:UNKNOWN_CUSTOMER")
+    assert "400" in r["detail"] and r["interaction"]["interactionId"] == "r-bad"
+    assert ctx.out("callbill.retry") == [] and len(mail_sink.messages()) == 1
+
+
+def test_a_pdf_that_cannot_be_rendered_goes_to_review(tmp_path):
+    broken = tmp_path / "logo.png"
+    broken.write_bytes(b"not an image at all")
+    ctx = make_context(tmp_path, seller_logo=str(broken))
+    invoice = billed(ctx, "d-0")
+    run(documents.document_one(ctx, event(invoice, topic="callbill.invoices", offset=1), Batch(1, "documents")))
+    [r] = [r for r in ctx.out("callbill.review") if r["stage"] == "documents"]
+    assert r["interactionId"] == "d-0" and r["reason"] == "RENDER_FAILED" and "rendered" in r["detail"]
+    assert ctx.out("callbill.documents") == [] and ctx.out("callbill.dlq") == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.cli import sign
 from runtime.topics import assign_from_start
@@ -167,21 +167,6 @@ def read_topic(bootstrap: str, topic: str, until=lambda out: False, timeout: flo
 
 def read_json(bootstrap: str, topic: str, until=lambda out: False, timeout: float = 30.0) -> list[dict]:
     return [json.loads(v) for _, v in read_topic(bootstrap, topic, lambda o: until([json.loads(v) for _, v in o]), timeout)]
-
-
-def rewind(bootstrap: str, group_id: str, topics: list[str], partition: int = 0) -> None:
-    """Commit offset 0 for `group_id` on those topics: where a stopped worker's uncommitted
-    batches leave a stage after a kill, so its messages are read again."""
-    async def go() -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-        await c.start()
-        try:
-            tps = [TopicPartition(t, partition) for t in topics]
-            c.assign(tps)
-            await c.commit({tp: 0 for tp in tps})
-        finally:
-            await c.stop()
-    asyncio.run(go())
 
 
 def produce_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes | None) -> None:

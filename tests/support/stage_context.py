@@ -48,9 +48,10 @@ class RecordingTopic:
         self.name, self.sink = name, sink
 
     async def send(self, *, key: bytes | None = None, value: bytes | None = None, headers: Any = None):
+        offset = sum(1 for s in self.sink if s.topic == self.name)
         self.sink.append(Sent(self.name, key, value, headers))
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(SimpleNamespace(topic=self.name, partition=0, offset=len(self.sink) - 1))
+        fut.set_result(SimpleNamespace(topic=self.name, partition=0, offset=offset))
         return fut
 
 
@@ -94,6 +95,10 @@ def make_context(tmp_path: Path, **settings: Any) -> StageContext:
     return ctx
 
 
+class Event(SimpleNamespace):
+    """faust's EventT as a handler sees it: .value and .message (weak-referenceable, as faust's is)."""
+
+
 def event(value: BaseModel | bytes | dict, topic: str = "callbill.interactions", key: str | None = None,
           partition: int = 0, offset: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Any:
     """A message as a handler reads it (faust's EventT: .value and .message)."""
@@ -106,4 +111,4 @@ def event(value: BaseModel | bytes | dict, topic: str = "callbill.interactions",
         raw = value
     message = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key.encode() if key else None,
                               value=raw, headers=headers or [])
-    return SimpleNamespace(value=raw, message=message)
+    return Event(value=raw, message=message)
