@@ -1,11 +1,10 @@
 """Invoice PDFs rendered in a child process, beside the worker's event loop.
 
-fpdf2 is pure Python and CPU-bound. In a thread it holds the GIL against the event loop:
-in the bench.e2e profile the render thread and the loop slowed each other down until a
-worker delivered about half of what one core renders alone. A child process renders on
-its own core while the loop goes on with Kafka, the ERP, S3 and SMTP. The child loads the
-fonts once (adapters/fonts.py); a child that dies (killed, out of memory) is replaced and that
-one invoice is rendered in a thread instead, so a broken pool never becomes a review item.
+A render is CPU work; in a child process it runs on its own core while the loop goes on
+with Kafka, the ERP, S3 and SMTP. The child builds its renderer (adapters/pdf.py: one
+typst compiler, fonts read once) when it starts; a child that dies (killed, out of memory)
+is replaced and that one invoice is rendered in a thread instead, so a broken pool never
+becomes a review item.
 A child whose worker is gone (kill -9 included) exits within a second rather than linger.
 CALLBILL_RENDER_PROCESSES=0 keeps rendering in a thread.
 """
@@ -17,21 +16,27 @@ import multiprocessing
 import os
 import threading
 import time
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from adapters.fonts import fonts
-from domain.invoice_pdf import Buyer, Seller, render
+from adapters.pdf import InvoiceRenderer
+from domain.invoice_pdf import Buyer, Seller
 from schemas.invoices import Invoice
 
 log = logging.getLogger("callbill.render")
-# fontTools' subsetter logs every step of every PDF at INFO (runtime/logs.py caps it in the worker)
-QUIET = ("fontTools", "fpdf", "PIL")
+_renderers: dict[Path | None, InvoiceRenderer] = {}  # this process's, by template
 
 
-def render_invoice(invoice: Invoice, seller: Seller, buyer: Buyer) -> bytes:
-    """Runs in the child (or a thread): the fonts are this process's own, loaded once."""
-    return render(invoice, seller, buyer, fonts())
+def renderer_for(template: Path | None) -> InvoiceRenderer:
+    if template not in _renderers:
+        _renderers[template] = InvoiceRenderer(template)
+    return _renderers[template]
+
+
+def render_invoice(invoice: Invoice, seller: Seller, buyer: Buyer, template: Path | None = None) -> bytes:
+    """Runs in the child (or a thread): the renderer is this process's own, made once."""
+    return renderer_for(template).render(invoice, seller, buyer)
 
 
 def _exit_with(parent: int) -> None:
@@ -41,39 +46,38 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _warm(parent: int) -> None:
+def _warm(parent: int, template: Path | None) -> None:
     threading.Thread(target=_exit_with, args=(parent,), name="exit-with-worker", daemon=True).start()
-    for name in QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    fonts()
+    renderer_for(template).check()
 
 
 class RenderPool:
     """`processes` children (0: a thread of this process) render invoices; built once per worker."""
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int = 1, template: Path | None = None) -> None:
         self.processes = processes
+        self.template = template
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the worker has threads (Kafka client, renders) a fork would copy mid-flight
             self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_warm, initargs=(os.getpid(),))
+                                             initializer=_warm, initargs=(os.getpid(), self.template))
         return self._pool
 
     async def render(self, invoice: Invoice, seller: Seller, buyer: Buyer) -> bytes:
         if self.processes <= 0:
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer)
+            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor(), render_invoice, invoice, seller,
-                                                                    buyer)
+                                                                    buyer, self.template)
         except BrokenProcessPool:
             log.warning("render process died; starting another", extra={"stage": "documents"})
             broken, self._pool = self._pool, None
             if broken is not None:
                 broken.shutdown(wait=False, cancel_futures=True)
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer)
+            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template)
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -76,7 +76,7 @@ class Services:
 
     @cached_property
     def renderer(self) -> RenderPool:
-        return RenderPool(self.settings.render_processes)
+        return RenderPool(self.settings.render_processes, self.settings.invoice_template)
 
     # --- delivery
     @cached_property

@@ -95,6 +95,12 @@ def _worker(rest: list[str]) -> int:
 
         load_rate_card(get_settings().rate_card)
         get_settings().link_key  # noqa: B018 - refuses to start without a key for document links
+        from adapters.pdf import InvoiceRenderer, RenderError
+
+        try:
+            InvoiceRenderer(get_settings().invoice_template).check()
+        except RenderError as e:
+            raise ValueError(f"CALLBILL_INVOICE_TEMPLATE: {e}") from None
     except ValueError as e:  # pydantic's ValidationError and RateCardError are ValueErrors
         if isinstance(e, ValidationError):
             from schemas.errors import summary

@@ -1,9 +1,15 @@
-"""Invoice PDFs: renders per second on one core, beside invoices per second through the
-whole documents stage (render, store in SeaweedFS with SigV4, sign a link, publish).
+"""Invoice PDFs: CPU per render for every script and a 200-line invoice, beside invoices
+per second through the whole documents stage (render, store in SeaweedFS with SigV4, sign
+a link, publish).
 
     python -m bench.documents            (make bench)
+    BENCH_DOCUMENTS=0 python -m bench.documents     (renders only: no broker, no S3)
 
-Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker is started), BENCH_RENDERS (100),
+Each case renders BENCH_RENDERS invoices (different numbers, so nothing is a cache hit
+of the whole document) with one renderer, as a render process does, and reports CPU ms
+per PDF (process time: typst's threads included). The baseline in the same run is the
+floor of any engine: serialize the document's data and deflate it. Environment:
+CALLBILL_KAFKA_BOOTSTRAP (else a local broker is started), BENCH_RENDERS (200),
 BENCH_DOCUMENTS (500). Results: bench/results/documents-<time>.json.
 """
 from __future__ import annotations
@@ -16,6 +22,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -25,15 +32,16 @@ sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integrati
 
 from kafka_harness import Worker, create_topics, free_port  # noqa: E402
 
-from adapters.fonts import fonts  # noqa: E402
+from adapters.pdf import InvoiceRenderer  # noqa: E402
 from runtime.topics import assign_from_start  # noqa: E402
 from domain.billing import draft, issue  # noqa: E402
-from domain.invoice_pdf import Buyer, Seller, render  # noqa: E402
+from domain.invoice_pdf import Buyer, Seller, document_data  # noqa: E402
+from schemas.invoices import LineItem  # noqa: E402
 from domain.pricing import load_rate_card  # noqa: E402
 from schemas.customers import Customer  # noqa: E402
 from schemas.events import InteractionCompleted  # noqa: E402
 
-RENDERS = int(os.environ.get("BENCH_RENDERS", 100))
+RENDERS = int(os.environ.get("BENCH_RENDERS", 200))
 DOCS = int(os.environ.get("BENCH_DOCUMENTS", 500))
 PARTITIONS = 4
 CUSTOMER = Customer(customerId="CUST-BENCH", name="Jane Doe", email="bench@example.com", timezone="America/Chicago",
@@ -50,51 +58,49 @@ def invoice(i: int):
                                                                                              tzinfo=timezone.utc))
 
 
-def render_rate(n: int) -> dict:
-    seller, buyer, f = Seller("Callbill Demo Services Ltd", ("1 Example Street",)), Buyer("Jane Doe", ("1 Main St",)), fonts()
-    invoices = [invoice(i) for i in range(n)]
-    render(invoices[0], seller, buyer, f)  # warm the font cache
+NAMES = {"latin": "Jane Doe", "cjk": "山田太郎", "greek": "Γιώργος Παπαδόπουλος", "cyrillic": "Иван Петров",
+         "arabic": "فاطمة علي"}
+MIX = {"latin": 0.6, "cjk": 0.2, "arabic": 0.1, "greek": 0.05, "cyrillic": 0.05}  # the issue's customer mix
+SELLER = Seller("Callbill Demo Services Ltd", ("1 Example Street", "Springfield, IL 62701"), "US-12-3456789",
+                "billing@callbill.example")
+
+
+def cpu_ms(fn, items) -> float:
     t0 = time.process_time()
-    w0 = time.monotonic()
-    for inv in invoices:
-        render(inv, seller, buyer, f)
-    cpu, wall = time.process_time() - t0, time.monotonic() - w0
-    return {"pdfs": n, "cpu_seconds": round(cpu, 2), "per_second_one_core": round(n / cpu, 1),
-            "ms_per_pdf": round(1000 * wall / n, 1)}
+    for x in items:
+        fn(x)
+    return 1000 * (time.process_time() - t0) / len(items)
 
 
-def render_under_worker_logging(n: int, quiet: bool) -> dict:
-    """Renders as a worker does them: Faust sets the root logger to DEBUG and logs INFO to a
-    file; `quiet` applies runtime/logs.py's caps (fontTools' subsetter at WARNING)."""
-    import logging
+def render_cases(n: int) -> dict:
+    import hashlib
+    import io
+    import zlib
 
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    handler = logging.FileHandler(os.devnull)
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
-    root.addHandler(handler)
-    for name in ("fontTools", "fpdf"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    if quiet:
-        from runtime.logs import configure_logging
+    from pypdf import PdfReader
 
-        configure_logging("info")
-    try:
-        return render_rate(n)
-    finally:
-        root.removeHandler(handler)
-
-
-def logging_cost(n: int, rounds: int = 3) -> dict:
-    """Before/after of the fontTools log cap, alternated in one process (the machine's noise
-    hits both alike); the best round of each."""
-    loud, quiet = [], []
-    for _ in range(rounds):
-        loud.append(render_under_worker_logging(n, quiet=False)["per_second_one_core"])
-        quiet.append(render_under_worker_logging(n, quiet=True)["per_second_one_core"])
-    return {"pdfs_per_round": n, "fonttools_logging_per_second": max(loud), "capped_per_second": max(quiet),
-            "ratio_capped_vs_logging": round(max(quiet) / max(loud), 2)}
+    renderer = InvoiceRenderer()
+    base = [invoice(i) for i in range(n)]
+    lines = [LineItem(description=f"Call segment {k}", quantity=1, unit="minute", unitPrice=Decimal("1.00"),
+                      amount=Decimal("1.00")) for k in range(200)]
+    long = [inv.model_copy(update={"lineItems": lines}) for inv in base[:max(5, n // 20)]]
+    cases: dict[str, dict] = {}
+    for name, buyer_name in [*NAMES.items(), ("200 lines", "Jane Doe")]:
+        invoices = long if name == "200 lines" else base
+        buyer = Buyer(buyer_name, ("1 Main St", "Springfield"), "CUST-BENCH")
+        renderer.render(invoices[0], SELLER, buyer)  # warm: fonts read, template compiled
+        ms = cpu_ms(lambda inv: renderer.render(inv, SELLER, buyer), invoices)
+        pdf = renderer.render(invoices[-1], SELLER, buyer)
+        floor = cpu_ms(lambda inv: zlib.compress(json.dumps(document_data(inv, SELLER, buyer)).encode(), 6), invoices)
+        cases[name] = {"renders": len(invoices), "cpu_ms_per_pdf": round(ms, 2), "bytes": len(pdf),
+                       "pages": len(PdfReader(io.BytesIO(pdf)).pages),
+                       "deterministic": hashlib.sha256(pdf).digest() == hashlib.sha256(
+                           renderer.render(invoices[-1], SELLER, buyer)).digest(),
+                       "baseline_cpu_ms": round(floor, 3), "ratio_to_baseline": round(ms / floor, 1)}
+        print(f"  {name:10} {cases[name]}")
+    mix = sum(cases[k]["cpu_ms_per_pdf"] * w for k, w in MIX.items())
+    return {"cases": cases, "customer_mix_cpu_ms_per_pdf": round(mix, 2),
+            "cjk_vs_latin": round(cases["cjk"]["cpu_ms_per_pdf"] / cases["latin"]["cpu_ms_per_pdf"], 2)}
 
 
 async def stage_rate(bootstrap: str, tmp: Path, s3, n: int) -> dict:
@@ -135,6 +141,16 @@ async def stage_rate(bootstrap: str, tmp: Path, s3, n: int) -> dict:
 async def main() -> int:
     from devtools.devstack import LocalKafka, LocalS3
 
+    print("render, one core (CPU ms per PDF)")
+    renders = render_cases(RENDERS)
+    print(f"  customer mix {renders['customer_mix_cpu_ms_per_pdf']} ms, CJK/Latin {renders['cjk_vs_latin']}")
+    result = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "params": {"renders": RENDERS, "documents": DOCS, "partitions": PARTITIONS}, "render": renders,
+    }
+    if DOCS <= 0:
+        return write(result)
     tmp = Path(tempfile.mkdtemp(prefix="callbill-bench-"))
     bootstrap = os.environ.get("CALLBILL_KAFKA_BOOTSTRAP")
     kafka = None
@@ -147,28 +163,24 @@ async def main() -> int:
     s3 = LocalS3(tmp / "s3", port=s3_port())
     await asyncio.to_thread(s3.start)
     try:
-        renders = render_rate(RENDERS)
-        print(f"render, one core           {renders}")
-        logs = logging_cost(max(10, RENDERS // 4))
-        print(f"under a worker's logging   {logs}")
         stage = await stage_rate(bootstrap, tmp, s3, DOCS)
         print(f"documents stage to S3      {stage}")
-        result = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "params": {"renders": RENDERS, "documents": DOCS, "partitions": PARTITIONS},
-            "render": renders, "render_under_worker_logging": logs, "documents_stage_s3": stage,
-            "ratios": {"stage_vs_render_one_core": round(stage["per_second"] / renders["per_second_one_core"], 2)},
-        }
+        result["documents_stage_s3"] = stage
+        result["ratios"] = {"stage_vs_render_one_core": round(
+            stage["per_second"] / (1000 / renders["cases"]["latin"]["cpu_ms_per_pdf"]), 2)}
         print(f"ratios {result['ratios']}")
-        out = ROOT / "bench" / "results" / f"documents-{time.strftime('%Y%m%dT%H%M%S')}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out.relative_to(ROOT)}")
-        return 0
+        return write(result)
     finally:
         await asyncio.to_thread(s3.stop)
         if kafka:
             await asyncio.to_thread(kafka.stop)
+
+
+def write(result: dict) -> int:
+    out = ROOT / "bench" / "results" / f"documents-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ async def profile(pid: int, seconds: int, out: Path, after: float = 20) -> dict:
 
 
 # what the inclusive time is reported for: a frame's file path containing the key
-AREAS = {"pdf (fpdf2, fontTools)": ("fpdf/", "fontTools/"), "kafka client (aiokafka)": ("aiokafka/",),
+AREAS = {"pdf (typst)": ("typst/", "adapters/pdf.py"), "kafka client (aiokafka)": ("aiokafka/",),
          "faust": ("faust/", "mode/"), "pydantic": ("pydantic",), "json": ("json/",),
          "s3 (aiobotocore, botocore)": ("botocore/",), "smtp (aiosmtplib)": ("aiosmtplib/",),
          "erp client (aiohttp)": ("aiohttp/",), "logging": ("logging/",), "asyncio loop": ("asyncio/",)}

@@ -32,7 +32,7 @@ class JsonFormatter(logging.Formatter):
 
 
 LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "kafka")
-QUIET_LIBRARIES = ("fontTools", "fpdf", "botocore", "aiobotocore", "PIL")
+QUIET_LIBRARIES = ("botocore", "aiobotocore")
 
 
 def configure_logging(level: str) -> None:
@@ -42,9 +42,8 @@ def configure_logging(level: str) -> None:
     lib_level = max(logging.INFO, _level(level))
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(lib_level)
-    # fontTools' subsetter logs every step of every PDF at INFO (~25 lines a PDF): under
-    # Faust's DEBUG root they went to the worker's log, 18 % of its profile samples while
-    # renders ran in a thread (BENCHMARKS.md)
+    # botocore logs every request's steps at INFO/DEBUG: under Faust's DEBUG root they would
+    # be formatted (and reach the log) for every stored PDF
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
     # faust.topics logs a failed send with the whole message (its value may hold personal

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs ('' for none); skipped with a warning where the server does not support it.")
     max_poll_records: int = Field(200, ge=1, description="Records one fetch hands to the agents at the most: Faust pushes a fetch through one queue after another, so a large fetch for a busy stage (PDFs) holds up every other stage until it is through.")
     fetch_max_bytes: int = Field(262144, ge=1024, description="Bytes fetched per partition at a time (Faust's default, 4 MiB, is minutes of PDF work on one partition).")
-    render_processes: int = Field(1, ge=0, description="Child processes rendering invoice PDFs beside the event loop (fpdf2 is CPU-bound); 0: render in a thread.")
+    render_processes: int = Field(1, ge=0, description="Child processes rendering invoice PDFs beside the event loop (a render is CPU work); 0: render in a thread of the worker.")
     documents_batch: int = Field(32, ge=1, description="Invoices the documents agent takes at once (rendered off the event loop, stored concurrently).")
     storage_attempts: int = Field(4, ge=1, description="Attempts per document store inside the documents agent before the invoice is parked on callbill.retry.")
     seller_name: str = Field("Callbill Demo Services Ltd", description="Seller's legal name on invoices.")
@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     seller_tax_id: str | None = Field(None, description="Seller's VAT / tax id printed on invoices.")
     seller_contact: str | None = Field("billing@callbill.example", description="Contact line on invoices (an email or phone for billing questions).")
     seller_logo: Path | None = Field(None, description="PNG/JPEG logo printed on invoices.")
+    invoice_template: Path | None = Field(None, description="The invoice's layout: a typst file (start from adapters/templates/invoice.typ); compiled with a sample invoice at start-up. Default: the built-in one.")
     payment_instructions: str | None = Field(None, description="Payment instructions printed on invoices (bank details, payment link).")
 
     storage_url: str = Field("file://var/store", description="file://DIR or s3://bucket/prefix for invoice PDFs.")
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
                 warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
                 logging.getLogger("callbill.settings").warning("deprecated setting", extra={"reason": f"{old}: use {new}"})
         return self
+
+    @field_validator("invoice_template", mode="before")
+    @classmethod
+    def _empty_template_is_the_built_in(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("store")
     @classmethod

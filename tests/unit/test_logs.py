@@ -7,12 +7,12 @@ import logging
 from runtime.logs import JsonFormatter, configure_logging, current_interaction
 
 
-def test_font_subsetting_does_not_log_under_a_debug_root():
+def test_chatty_libraries_do_not_log_under_a_debug_root():
     logging.getLogger().setLevel(logging.DEBUG)  # as Faust leaves it
     configure_logging("info")
-    for name in ("fontTools.subset", "fontTools.ttLib", "fpdf.output"):
+    for name in ("botocore.endpoint", "aiobotocore.client", "faust.topics"):
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
-    assert logging.getLogger("fontTools.subset").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("botocore.endpoint").isEnabledFor(logging.WARNING)
 
 
 def test_a_line_names_the_interaction_being_handled():
