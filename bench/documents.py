@@ -72,6 +72,16 @@ def cpu_ms(fn, items) -> float:
     return 1000 * (time.process_time() - t0) / len(items)
 
 
+def render_rate(n: int, buyer_name: str = "Jane Doe") -> dict:
+    """One-page renders on one core (the ceiling bench.e2e compares the pipeline with)."""
+    renderer = InvoiceRenderer()
+    invoices = [invoice(i) for i in range(n)]
+    buyer = Buyer(buyer_name, ("1 Main St",), "CUST-BENCH")
+    renderer.render(invoices[0], SELLER, buyer)
+    ms = cpu_ms(lambda inv: renderer.render(inv, SELLER, buyer), invoices)
+    return {"pdfs": n, "cpu_ms_per_pdf": round(ms, 2), "per_second_one_core": round(1000 / ms, 1)}
+
+
 def render_cases(n: int) -> dict:
     import hashlib
     import io

@@ -10,7 +10,7 @@ and mailed. Measured, for 1 and 2 workers:
 - sustained invoices/s (delivered invoices over the time from the first accept to the
   last delivery) and latency from the bridge's 202 to the invoice handed to the SMTP
   server (or the postal topic): p50 / p95 / p99;
-- worker CPU seconds and peak RSS;
+- worker CPU seconds (the worker process; and callbill_cpu_seconds: with its render children) and peak RSS;
 - the same at a fixed offered load (BENCH_E2E_RATE, 100 interactions/s), where latency
   rather than throughput is the point;
 - in the same run, the ceilings: raw aiokafka consume → produce on the same broker, and
@@ -49,7 +49,7 @@ sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integrati
 from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
 
 from devtools.reference_erp import ReferenceErp  # noqa: E402
-from bench.proc import cpu_seconds, rss_mib  # noqa: E402
+from bench.proc import cpu_seconds, rss_mib, tree_cpu_seconds  # noqa: E402
 from devtools.smtp_sink import SmtpSink  # noqa: E402
 from runtime.topics import assign_from_start  # noqa: E402
 
@@ -241,6 +241,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle
     pids = [w.proc.pid for w in ws]
     cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+    tree0 = {pid: tree_cpu_seconds(pid) for pid in pids}
     bodies, want = workload(n, run)
     sink.clear()
     t0 = time.time()
@@ -254,6 +255,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     accepted = await poster
     prof = await spy if spy else None
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
+    tree = {pid: round(tree_cpu_seconds(pid) - tree0[pid], 1) for pid in pids}  # render children included
     metrics = httpx.get(w0.url + "/metrics", timeout=10).text
     for w in ws:
         w.stop()
@@ -268,7 +270,9 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "seconds": round(span, 1), "invoices_per_second": round(len(got) / span, 2) if span > 0 else None,
         "latency_seconds": {"p50": round(pct(lat, 50), 3), "p95": round(pct(lat, 95), 3), "p99": round(pct(lat, 99), 3),
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
-        "worker_cpu_seconds": list(cpu.values()), "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
+        "worker_cpu_seconds": list(cpu.values()), "callbill_cpu_seconds": list(tree.values()),
+        "callbill_cpu_ms_per_invoice": round(1000 * sum(tree.values()) / len(got), 1) if got else None,
+        "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
         "delivery_pauses_seconds": pauses,
         "pii": pii_scan(sink, logs, metrics),
         **({"profile": prof} if prof is not None else {}),

@@ -19,16 +19,20 @@ ADMIN = "test-admin-token"
 
 
 def s3_port() -> int:
-    """SeaweedFS derives its other ports from the S3 port (devtools/devstack.py): all must be free."""
-    import random
+    """SeaweedFS derives its other ports from the S3 port (devtools/devstack.py): all must be free.
 
-    from devtools.devstack import _port_bindable
+    Chosen below 8333 so that every derived port (the admin gRPC one is 33646 at the default)
+    stays under the kernel's ephemeral range (32768+), where the suite's own outgoing
+    connections take local ports: with tests running in parallel one of them could hold it."""
+    import random
+    import tempfile
+
+    from devtools.devstack import LocalS3, _port_bindable
 
     for _ in range(200):
-        port = random.randint(8400, 9900)
-        off = port - 8333
-        if all(_port_bindable(p) for p in (port, 19333 + off, 18080 + off, 18888 + off, 23646 + off,
-                                           19333 + off + 10000, 18080 + off + 10000, 18888 + off + 10000)):
+        port = random.randint(6100, 7400)  # not 6066 (a worker's default web port)
+        ports = [p for p, _ in LocalS3(tempfile.gettempdir(), port=port)._ports()]
+        if max(ports) < 32768 and all(_port_bindable(p) for p in ports):
             return port
     raise RuntimeError("no free port range for SeaweedFS")
 
