@@ -204,8 +204,10 @@ async def decisions(bootstrap: str, stage: str, keys: set[str], since: float, wa
     seen: dict[str, str] = {}
     try:
         tps = await assign_from_start(consumer, topic_name("callbill.audit"))
-        found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
+        # the ends first: a partition with no record since `since` when asked may get one a
+        # moment later; seeking to an end read after that would skip it
         ends = await consumer.end_offsets(tps)
+        found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
         for tp in tps:
             consumer.seek(tp, found[tp].offset if found[tp] else ends[tp])
         deadline = time.monotonic() + wait
