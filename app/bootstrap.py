@@ -57,7 +57,7 @@ class Services:
     def store(self) -> ObjectStore:
         s = self.settings
         return store_from_url(s.storage_url, secret=s.link_key, public_url=s.public_url,
-                              endpoint_url=s.s3_endpoint_url, sse=s.s3_sse or None)
+                              endpoint_url=s.s3_endpoint_url, sse=None if s.s3_sse.strip().lower() in ("", "none", "off") else s.s3_sse)
 
     @property
     def store_kind(self) -> str:

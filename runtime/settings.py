@@ -22,9 +22,29 @@ DEPRECATED = {"CALLBILL_ERP_BACKOFF_BASE": "CALLBILL_BACKOFF_BASE", "CALLBILL_ER
               "CALLBILL_BILLING_BATCH_WINDOW": "CALLBILL_BATCH_WINDOW"}
 
 
+def unsafe_directory(path: Path) -> str | None:
+    """Why a directory must not be one callbill moves files out of, or None if it may be."""
+    try:
+        p = path.expanduser().resolve()
+    except OSError:
+        return None
+    if p == Path(p.anchor):
+        return "the file system root"
+    if p == Path.cwd().resolve():
+        return "the working directory"
+    if p == Path.home().resolve():
+        return "a home directory"
+    if any((p / marker).exists() for marker in (".git", "pyproject.toml")):
+        return "a source checkout"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CALLBILL_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_prefix="CALLBILL_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+        # `CALLBILL_X=` (as in a copy of .env.example) means unset, not "": an empty path
+        # would be the working directory (docs/configuration.md)
+        env_ignore_empty=True,
     )
 
     # --- Kafka and the Faust app -------------------------------------------------
@@ -88,7 +108,7 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:6066", description="Base URL customers reach the worker's web server at: file-store links and the link-renewal endpoint are built on it.")
     link_ttl: float = Field(86400.0, gt=0, description="Seconds a document link stays valid (24 h); the renew link in the email issues a fresh one.")
     link_secret: SecretStr | None = Field(None, description="Key that signs document links and renew tokens; unset: derived from CALLBILL_WEBHOOK_SECRET (set it in production, and rotate both together).")
-    s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs ('' for none); skipped with a warning where the server does not support it.")
+    s3_sse: str = Field("AES256", description="Server-side encryption requested on S3 PUTs (none: no encryption requested); skipped with a warning where the server does not support it.")
     max_poll_records: int = Field(200, ge=1, description="Records one fetch hands to the agents at the most: Faust pushes a fetch through one queue after another, so a large fetch for a busy stage (PDFs) holds up every other stage until it is through.")
     fetch_max_bytes: int = Field(262144, ge=1024, description="Bytes fetched per partition at a time (Faust's default, 4 MiB, is minutes of PDF work on one partition).")
     render_processes: int = Field(1, ge=0, description="Child processes rendering invoice PDFs beside the event loop (a render is CPU work); 0: render in a thread of the worker.")
@@ -191,6 +211,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe(self) -> "Settings":
         problems = []
+        if self.bounce_maildir is not None and (why := unsafe_directory(self.bounce_maildir)):
+            # the poller moves every file it finds there into processed/ or unreadable/
+            problems.append(f"CALLBILL_BOUNCE_MAILDIR is {why}: name a directory that holds only bounce messages")
         if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password):
             problems.append("CALLBILL_KAFKA_SECURITY_PROTOCOL=SASL_* needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD")
         if 0 < self.ack_after_seconds >= self.ack_deadline_seconds:

@@ -94,3 +94,22 @@ def test_the_dockerfile_copies_what_exists():
     for src in re.findall(r"^COPY (\S+)", text, re.M):
         assert (REPO / src).exists(), src
     assert "USER callbill" in text and "VOLUME /data" in text and 'CMD ["callbill", "worker"]' in text
+
+
+def test_a_worker_started_from_a_copy_of_env_example_leaves_every_file_where_it_was(make_worker, tmp_path):
+    """`cp .env.example .env` set CALLBILL_BOUNCE_MAILDIR= (empty), which loaded as the working
+    directory: the bounce poller then moved README.md, Makefile … into ./unreadable/."""
+    import shutil
+    import time
+
+    here = tmp_path / "checkout"
+    here.mkdir()
+    shutil.copy(REPO / ".env.example", here / ".env")
+    for name in ("README.md", "Makefile", "pyproject.toml", "notes.txt"):
+        (here / name).write_text(f"{name}\n")
+    before = sorted(p.name for p in here.iterdir())
+    w = make_worker(cwd=here, extra_env={"CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
+                                         "CALLBILL_BOUNCE_POLL_INTERVAL": "0.5"}).start()
+    time.sleep(3)  # several poll intervals
+    assert w.proc.poll() is None
+    assert sorted(p.name for p in here.iterdir()) == before

@@ -53,6 +53,7 @@ class Worker:
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    cwd: Path = REPO  # where it starts (and so which .env it reads)
 
     def __post_init__(self) -> None:
         self.prefix = self.app_id + "."
@@ -87,7 +88,7 @@ class Worker:
     def start(self, timeout: float = 90) -> "Worker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=self.env(),
+            [sys.executable, "-m", "app.cli", "worker"], cwd=self.cwd, env=self.env(),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -68,3 +68,20 @@ def test_the_configuration_reference_is_generated_from_the_settings_model():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == render(), "run: python -m devtools.config_doc > docs/configuration.md"
+
+
+def test_an_empty_value_is_unset_and_an_unsafe_bounce_directory_is_refused(monkeypatch, tmp_path):
+    for line in EXAMPLE.read_text().splitlines():  # every empty line of .env.example, as a copy of it sets them
+        if re.fullmatch(r"CALLBILL_[A-Z0-9_]+=", line):
+            monkeypatch.setenv(line[:-1], "")
+    s = Settings(_env_file=None)
+    assert s.bounce_maildir is None and s.seller_logo is None and s.wrapup_codes_file is None
+    assert s.kafka_ssl_cafile is None and s.invoice_template is None
+    monkeypatch.chdir(tmp_path)
+    for path, why in ((".", "the working directory"), ("/", "the file system root"), ("~", "a home directory"),
+                      (str(EXAMPLE.parent), "a source checkout")):
+        monkeypatch.setenv("CALLBILL_BOUNCE_MAILDIR", path)
+        with pytest.raises(ValueError, match=f"CALLBILL_BOUNCE_MAILDIR is {why}"):
+            Settings(_env_file=None)
+    monkeypatch.setenv("CALLBILL_BOUNCE_MAILDIR", str(tmp_path / "bounces"))
+    assert Settings(_env_file=None).bounce_maildir == tmp_path / "bounces"
