@@ -5,9 +5,11 @@
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import warnings
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -275,6 +277,42 @@ class Settings(BaseSettings):
         return ",".join(f"kafka://{h.strip()}" for h in self.kafka_bootstrap.split(",") if h.strip())
 
 
+# read by the development tools (devtools/devstack.py), not by the worker
+TOOL_VARIABLES = frozenset({"CALLBILL_CACHE_DIR", "CALLBILL_KAFKA_CDS", "CALLBILL_S3_BUCKET"})
+
+
+def known_variables() -> set[str]:
+    names = set(TOOL_VARIABLES)
+    for name, f in Settings.model_fields.items():
+        names.add(f"CALLBILL_{name.upper()}")
+        alias = f.validation_alias
+        names.update(str(c) for c in getattr(alias, "choices", [alias] if alias else []))
+    return names
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """A line per CALLBILL_* name that no setting reads: a typo or a leftover is refused, not
+    ignored (an ignored CALLBILL_ERP_TOKN would run the worker without its ERP token)."""
+    known = known_variables()
+    out = []
+    for name in sorted(set(names)):
+        if name.startswith("CALLBILL_") and name not in known and not name.startswith("CALLBILL_DEV_"):
+            close = difflib.get_close_matches(name[9:], sorted(k[9:] for k in known), n=1, cutoff=0.75)
+            out.append(f"{name} is not a setting" + (f"; did you mean CALLBILL_{close[0]}?" if close else
+                                                     " (docs/configuration.md lists them)"))
+    return out
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The worker's and the commands' settings: the environment and ./.env, every CALLBILL_*
+    name in them known."""
+    names = set(os.environ)
+    env_file = Path(".env")
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        names |= set(dotenv_values(env_file))
+    if problems := unknown_variables(names):
+        raise ValueError("; ".join(problems))
     return Settings()

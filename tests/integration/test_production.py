@@ -113,3 +113,13 @@ def test_a_worker_started_from_a_copy_of_env_example_leaves_every_file_where_it_
     time.sleep(3)  # several poll intervals
     assert w.proc.poll() is None
     assert sorted(p.name for p in here.iterdir()) == before
+
+
+def test_the_worker_refuses_a_misspelt_variable_by_name():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBILL_")}
+    env.update({"CALLBILL_WEBHOOK_SECRET": "s", "CALLBILL_ERP_TOKN": "erp-secret-value"})
+    r = subprocess.run([sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "CALLBILL_ERP_TOKN is not a setting; did you mean CALLBILL_ERP_TOKEN?" in r.stderr
+    assert "erp-secret-value" not in r.stderr

@@ -85,3 +85,24 @@ def test_an_empty_value_is_unset_and_an_unsafe_bounce_directory_is_refused(monke
             Settings(_env_file=None)
     monkeypatch.setenv("CALLBILL_BOUNCE_MAILDIR", str(tmp_path / "bounces"))
     assert Settings(_env_file=None).bounce_maildir == tmp_path / "bounces"
+
+
+def test_an_unknown_variable_is_refused_with_the_closest_name(monkeypatch, tmp_path):
+    from runtime.settings import get_settings, unknown_variables
+
+    assert unknown_variables(["CALLBILL_ERP_TOKN", "CALLBILL_FOO", "CALLBILL_ERP_TOKEN", "CALLBILL_DEV_S3_PORT",
+                              "CALLBILL_ERP_BACKOFF_BASE", "CALLBILL_CACHE_DIR", "PATH"]) == [
+        "CALLBILL_ERP_TOKN is not a setting; did you mean CALLBILL_ERP_TOKEN?",
+        "CALLBILL_FOO is not a setting (docs/configuration.md lists them)"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CALLBILL_SELLER_NAM=Acme GmbH\nAWS_REGION=eu-central-1\n")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="CALLBILL_SELLER_NAM is not a setting; did you mean CALLBILL_SELLER_NAME") as e:
+            get_settings()
+        assert "Acme" not in str(e.value)  # the name, never the value
+        (tmp_path / ".env").write_text("CALLBILL_SELLER_NAME=Acme GmbH\nAWS_REGION=eu-central-1\n")
+        get_settings.cache_clear()
+        assert get_settings().seller_name == "Acme GmbH"
+    finally:
+        get_settings.cache_clear()
