@@ -123,3 +123,11 @@ def test_the_worker_refuses_a_misspelt_variable_by_name():
     assert r.returncode == 2, r.stderr
     assert "CALLBILL_ERP_TOKN is not a setting; did you mean CALLBILL_ERP_TOKEN?" in r.stderr
     assert "erp-secret-value" not in r.stderr
+
+
+def test_the_shipped_configurations_name_only_known_variables():
+    from runtime.settings import unknown_variables
+
+    for path in (REPO / "deploy" / "production.env", REPO / ".env.example", REPO / "Dockerfile"):
+        names = re.findall(r"(CALLBILL_[A-Z0-9_]+)=", path.read_text())
+        assert names and unknown_variables(names) == [], path
