@@ -85,29 +85,12 @@ def _dev_command(cmd: str, rest: list[str]) -> int:
 
 
 def _worker(rest: list[str]) -> int:
-    from pydantic import ValidationError
-
-    from runtime.settings import get_settings
+    from app.preflight import checked_settings
 
     try:
-        get_settings()
-        from domain.pricing import load_rate_card
-
-        load_rate_card(get_settings().rate_card)
-        get_settings().link_key  # noqa: B018 - refuses to start without a key for document links
-        from adapters.pdf import InvoiceRenderer, RenderError
-
-        try:
-            InvoiceRenderer(get_settings().invoice_template).check()
-        except RenderError as e:
-            raise ValueError(f"CALLBILL_INVOICE_TEMPLATE: {e}") from None
+        checked_settings()
     except ValueError as e:  # pydantic's ValidationError and RateCardError are ValueErrors
-        if isinstance(e, ValidationError):
-            from schemas.errors import summary
-
-            print(f"callbill worker: invalid settings: {summary(e)}", file=sys.stderr)
-        else:
-            print(f"callbill worker: {e}", file=sys.stderr)
+        print(f"callbill worker: {e}", file=sys.stderr)
         return 2
     from app.main import app, settings  # builds the app: settings checked above
 

@@ -6,7 +6,7 @@ a module attribute; everything else calls `app.factory.create_app(settings)`.
 from __future__ import annotations
 
 from app.factory import create_app
-from runtime.settings import get_settings
+from app.preflight import settings_or_exit
 
-settings = get_settings()
+settings = settings_or_exit()  # the same pre-flight as `callbill worker`: exit 2 with one line
 app = create_app(settings)

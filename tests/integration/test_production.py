@@ -131,3 +131,15 @@ def test_the_shipped_configurations_name_only_known_variables():
     for path in (REPO / "deploy" / "production.env", REPO / ".env.example", REPO / "Dockerfile"):
         names = re.findall(r"(CALLBILL_[A-Z0-9_]+)=", path.read_text())
         assert names and unknown_variables(names) == [], path
+
+
+def test_faust_a_app_worker_runs_the_same_preflight():
+    """`faust -A app worker` used to dump pydantic's traceback, the input values in it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBILL_")}
+    env.update({**production_env(), "CALLBILL_TOPIC_REPLICATION": "1", "CALLBILL_ADMIN_TOKEN": "admin-token-123"})
+    faust_cli = Path(sys.executable).with_name("faust")
+    r = subprocess.run([str(faust_cli), "-A", "app", "worker"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "callbill worker: invalid settings" in r.stderr and "CALLBILL_TOPIC_REPLICATION=1" in r.stderr
+    assert "Traceback" not in r.stderr and "admin-token-123" not in r.stderr + r.stdout

@@ -1,0 +1,41 @@
+"""The checks a worker passes before it starts, whichever way it is started.
+
+`callbill worker` and `faust -A app worker` (app/main.py) both load the settings through
+here: invalid settings, an unknown variable, a rate card, link key or invoice template that
+cannot work are refused with one line naming what is wrong (never a value, never a
+traceback), and the process exits 2 before any Kafka client exists.
+"""
+from __future__ import annotations
+
+import sys
+
+from runtime.settings import Settings, get_settings
+
+
+def checked_settings() -> Settings:
+    """The settings, every file they name read and validated; ValueError names the problem."""
+    from pydantic import ValidationError
+
+    from adapters.pdf import InvoiceRenderer, RenderError
+    from domain.pricing import load_rate_card
+    from schemas.errors import summary
+
+    try:
+        s = get_settings()
+    except ValidationError as e:
+        raise ValueError(f"invalid settings: {summary(e)}") from None
+    load_rate_card(s.rate_card)  # RateCardError is a ValueError naming the file and the mistake
+    s.link_key  # noqa: B018 - refuses to start without a key for document links
+    try:
+        InvoiceRenderer(s.invoice_template).check()
+    except RenderError as e:
+        raise ValueError(f"CALLBILL_INVOICE_TEMPLATE: {e}") from None
+    return s
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return checked_settings()
+    except ValueError as e:
+        print(f"callbill worker: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
