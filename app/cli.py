@@ -85,14 +85,7 @@ def _dev_command(cmd: str, rest: list[str]) -> int:
 
 
 def _worker(rest: list[str]) -> int:
-    from app.preflight import checked_settings
-
-    try:
-        checked_settings()
-    except ValueError as e:  # pydantic's ValidationError and RateCardError are ValueErrors
-        print(f"callbill worker: {e}", file=sys.stderr)
-        return 2
-    from app.main import app, settings  # builds the app: settings checked above
+    from app.main import app, settings  # the pre-flight runs there (app/preflight.py): exit 2 on a problem
 
     if not any(a.startswith("-l") or a.startswith("--loglevel") for a in rest):
         rest = ["-l", settings.log_level, *rest]

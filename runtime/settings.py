@@ -171,11 +171,6 @@ class Settings(BaseSettings):
                 logging.getLogger("callbill.settings").warning("deprecated setting", extra={"reason": f"{old}: use {new}"})
         return self
 
-    @field_validator("invoice_template", mode="before")
-    @classmethod
-    def _empty_template_is_the_built_in(cls, v: object) -> object:
-        return None if isinstance(v, str) and not v.strip() else v
-
     @field_validator("store")
     @classmethod
     def _known_store(cls, v: str) -> str:

@@ -29,6 +29,13 @@ from agents.routing import event_context, guard_one
 from stage_context import Event, Sent, StageContext
 
 
+def read(s: Sent, offset: int) -> Event:
+    """A sent record as its consumer reads it, at `offset` of its topic (one partition)."""
+    headers = list(s.headers.items()) if isinstance(s.headers, dict) else (s.headers or [])
+    return Event(value=s.value, message=SimpleNamespace(topic=s.topic, partition=0, offset=offset, key=s.key,
+                                                        value=s.value, headers=headers))
+
+
 class Pipeline:
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
@@ -69,10 +76,7 @@ class Pipeline:
             return
         if s.topic not in self.handlers:
             return  # an output nothing in the pipeline reads (audit, deliveries, postal, dlq …)
-        headers = list(s.headers.items()) if isinstance(s.headers, dict) else (s.headers or [])
-        message = SimpleNamespace(topic=s.topic, partition=0, offset=offset, key=s.key, value=s.value,
-                                  headers=headers)
-        self._queue(s.topic).put_nowait(Event(value=s.value, message=message))
+        self._queue(s.topic).put_nowait(read(s, offset))
 
     def _queue(self, topic: str) -> asyncio.Queue:
         if topic not in self.queues:
@@ -112,11 +116,7 @@ class Pipeline:
     async def again(self, topic: str, offset: int) -> None:
         """Read the record at `offset` of `topic` again: a redelivery after a crash (its
         batch was never committed), with the same topic, partition and offset."""
-        sent = [s for s in self.ctx.sent if s.topic == topic][offset]
-        headers = list(sent.headers.items()) if isinstance(sent.headers, dict) else (sent.headers or [])
-        message = SimpleNamespace(topic=topic, partition=0, offset=offset, key=sent.key, value=sent.value,
-                                  headers=headers)
-        self._queue(topic).put_nowait(Event(value=sent.value, message=message))
+        self._queue(topic).put_nowait(read([s for s in self.ctx.sent if s.topic == topic][offset], offset))
 
     def idle(self, ignore: tuple[str, ...] = ()) -> bool:
         self._route_new()
