@@ -88,7 +88,7 @@ class SmtpTransport:
             raise SendRetryable(f"smtp unreachable ({type(e).__name__})") from None
         return client
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str,
+    async def send(self, message: EmailMessage | bytes, sender: str, recipient: str,
                    on_start: Callable[[], Awaitable[None]] | None = None) -> str:
         """Send to exactly one recipient; returns the server's queue id. `on_start` is awaited
         once a connection is held, right before the message goes out (the caller's intent record)."""
@@ -102,7 +102,12 @@ class SmtpTransport:
                     except BaseException:
                         keep = True
                         raise
-                _errors, reply = await client.send_message(message, sender=sender, recipients=[recipient])
+                if isinstance(message, bytes):  # built for the wire already (app/delivery.py)
+                    utf8 = not (sender + recipient).isascii()
+                    _errors, reply = await client.sendmail(sender, [recipient], message,
+                                                           mail_options=["SMTPUTF8"] if utf8 else None)
+                else:
+                    _errors, reply = await client.send_message(message, sender=sender, recipients=[recipient])
                 keep = True
             except aiosmtplib.SMTPRecipientsRefused as e:
                 keep = True

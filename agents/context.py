@@ -9,6 +9,7 @@ topic sink) and calls a handler directly.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,10 +78,12 @@ class Context:
         return await fut
 
     async def audit(self, stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
-        """Every decision goes to callbill.audit (the record); the log says only what is unusual."""
+        """Every decision goes to callbill.audit (the record); the log says only what is unusual,
+        so a decision is logged at DEBUG (CALLBILL_LOG_LEVEL=debug), never once per event at INFO."""
         STAGE_OUTCOMES.labels(stage, outcome).inc()
-        log.info("decision", extra={"interactionId": interaction_id, "stage": stage, "outcome": outcome,
-                                    "reason": reason})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("decision", extra={"interactionId": interaction_id, "stage": stage, "outcome": outcome,
+                                         "reason": reason})
         await self.publish("callbill.audit", interaction_id,
                            AuditEvent(interactionId=interaction_id, stage=stage, outcome=outcome, reason=reason,
                                       **extra), wait=False)

@@ -21,7 +21,8 @@ and mailed. Measured, for 1 and 2 workers:
 Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker), BENCH_E2E_EVENTS (20000),
 BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_LOW_EVENTS (300),
 BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: seconds of py-spy
-samples of the 1-worker run, 20 s in; the heaviest functions go into the results; 0: off).
+samples of the 1-worker run, 20 s in; the heaviest functions go into the results; 0: off),
+BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
 from __future__ import annotations
@@ -214,6 +215,12 @@ def summarize_profile(raw: str) -> dict:
             "top_own_percent": [[f, share(n)] for f, n in own.most_common(15)]}
 
 
+def worker_env() -> dict[str, str]:
+    """BENCH_E2E_WORKER_ENV="CALLBILL_X=1,CALLBILL_Y=2": settings for the workers, to compare variants."""
+    pairs = (x.split("=", 1) for x in os.environ.get("BENCH_E2E_WORKER_ENV", "").split(",") if "=" in x)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -328,6 +335,7 @@ async def main() -> int:
            "CALLBILL_STORAGE_URL": f"s3://{s3.bucket}/e2e", "CALLBILL_S3_ENDPOINT_URL": s3.endpoint_url,
            "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
            "CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{sink.port}", "CALLBILL_PUBLIC_URL": "https://billing.example.com"}
+    env.update(worker_env())
     results: dict = {"runs": []}
     try:
         print("ceilings: raw aiokafka pass-through, PDF renders on one core …", flush=True)
@@ -363,7 +371,7 @@ async def main() -> int:
                                 "platform": platform.platform()},
                     "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE,
                                "low_events": LOW_EVENTS, "low_rate": LOW_RATE, "partitions": PARTITIONS,
-                               "erp_latency_ms": 20}})
+                               "erp_latency_ms": 20, "worker_env": worker_env()}})
     print("ratios", json.dumps(results["ratios"]))
     out = ROOT / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -198,7 +198,8 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
 
 
 def test_replaying_a_whole_day_sends_nothing_twice(make_worker, kafka_bootstrap, mail_sink):
-    w = start(make_worker, kafka_bootstrap, [cust("C-R", email="r@example.com")])
+    # at debug every decision is logged too: the scan at the end covers the most the log ever says
+    w = start(make_worker, kafka_bootstrap, [cust("C-R", email="r@example.com")], CALLBILL_LOG_LEVEL="debug")
     n = 20
     for i in range(n):
         assert w.post({"interactionId": f"day-{i}", "customerId": "C-R", "timestamp": "2026-11-24T22:15:00Z",
