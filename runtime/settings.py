@@ -274,10 +274,11 @@ class Settings(BaseSettings):
 
 # read by the development tools (devtools/devstack.py), not by the worker
 TOOL_VARIABLES = frozenset({"CALLBILL_CACHE_DIR", "CALLBILL_KAFKA_CDS", "CALLBILL_S3_BUCKET"})
+SECRETS_DIR = "CALLBILL_SECRETS_DIR"  # read by get_settings, before the settings themselves
 
 
 def known_variables() -> set[str]:
-    names = set(TOOL_VARIABLES)
+    names = set(TOOL_VARIABLES) | {SECRETS_DIR}
     for name, f in Settings.model_fields.items():
         names.add(f"CALLBILL_{name.upper()}")
         alias = f.validation_alias
@@ -298,16 +299,34 @@ def unknown_variables(names: Iterable[str]) -> list[str]:
     return out
 
 
+def secrets_dir() -> Path | None:
+    """Where settings may come from as files, one per setting named like its variable
+    (`CALLBILL_ERP_TOKEN`, as Docker and Kubernetes mount secrets): CALLBILL_SECRETS_DIR,
+    else /run/secrets when it exists. A named directory that is missing is refused: the
+    worker would otherwise start without its secrets."""
+    named = os.environ.get(SECRETS_DIR)
+    if named:
+        d = Path(named)
+        if not d.is_dir():
+            raise ValueError(f"{SECRETS_DIR}: {d} is not a directory")
+        return d
+    d = Path("/run/secrets")
+    return d if d.is_dir() else None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The worker's and the commands' settings: the environment and ./.env, every CALLBILL_*
-    name in them known."""
+    """The worker's and the commands' settings: the environment, ./.env and the secrets
+    directory (in that order of precedence), every CALLBILL_* name in them known."""
     names = set(os.environ)
     env_file = Path(".env")
     if env_file.is_file():
         from dotenv import dotenv_values
 
         names |= set(dotenv_values(env_file))
+    secrets = secrets_dir()
+    if secrets is not None:
+        names |= {p.name.upper() for p in secrets.iterdir() if p.name.upper().startswith("CALLBILL_") and p.is_file()}
     if problems := unknown_variables(names):
         raise ValueError("; ".join(problems))
-    return Settings()
+    return Settings(_secrets_dir=secrets)

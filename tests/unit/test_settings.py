@@ -106,3 +106,33 @@ def test_an_unknown_variable_is_refused_with_the_closest_name(monkeypatch, tmp_p
         assert get_settings().seller_name == "Acme GmbH"
     finally:
         get_settings.cache_clear()
+
+
+def test_settings_come_from_a_secrets_directory_after_the_environment(monkeypatch, tmp_path):
+    from runtime.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "CALLBILL_ERP_TOKEN").write_text("from-a-file\n")  # as `docker secret` writes it
+    (secrets / "CALLBILL_SELLER_NAME").write_text("Acme GmbH")
+    (secrets / "db_password").write_text("not ours")  # another service's secret: ignored
+    monkeypatch.setenv("CALLBILL_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("CALLBILL_SELLER_NAME", "Acme from the environment")
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        assert s.erp_token.get_secret_value() == "from-a-file"
+        assert s.seller_name == "Acme from the environment"  # the environment wins over a file
+
+        (secrets / "CALLBILL_ERP_TOKN").write_text("x")
+        get_settings.cache_clear()
+        with pytest.raises(ValueError, match="CALLBILL_ERP_TOKN is not a setting; did you mean CALLBILL_ERP_TOKEN"):
+            get_settings()
+
+        monkeypatch.setenv("CALLBILL_SECRETS_DIR", str(tmp_path / "missing"))
+        get_settings.cache_clear()
+        with pytest.raises(ValueError, match="CALLBILL_SECRETS_DIR: .*missing is not a directory"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
