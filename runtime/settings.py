@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from functools import lru_cache
@@ -22,6 +23,32 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # renamed for what they drive; the old names are read until the next release (CHANGELOG.md)
 DEPRECATED = {"CALLBILL_ERP_BACKOFF_BASE": "CALLBILL_BACKOFF_BASE", "CALLBILL_ERP_BACKOFF_CAP": "CALLBILL_BACKOFF_CAP",
               "CALLBILL_BILLING_BATCH_WINDOW": "CALLBILL_BATCH_WINDOW"}
+
+
+DEMO_SELLER = "Callbill Demo Services Ltd"
+DEMO_ADDRESS = "1 Example Street"
+SAMPLE_RATE_CARD = "samples/rate-card.yaml"
+# RFC 2606's reserved names: example.com/.net/.org and the .example top-level domain
+_EXAMPLE_DOMAIN = re.compile(r"(?:^|[@.\s/])example(?:\.(?:com|net|org))?(?=$|[\s/>:])", re.I)
+
+
+def demo_values(s: "Settings") -> list[str]:
+    """What production refuses because it is the demo's, not the seller's: an invoice with
+    the sample prices, the demo company or an example.* address is a wrong invoice."""
+    problems = []
+    if s.rate_card.as_posix().endswith(SAMPLE_RATE_CARD):
+        problems.append(f"CALLBILL_RATE_CARD is the sample rate card ({SAMPLE_RATE_CARD}): name your own")
+    if s.seller_name.strip() == DEMO_SELLER:
+        problems.append("CALLBILL_SELLER_NAME is the demo seller's: set your legal name")
+    if DEMO_ADDRESS.lower() in s.seller_address.lower():
+        problems.append("CALLBILL_SELLER_ADDRESS is the demo address: set yours")
+    if not (s.seller_tax_id or "").strip():
+        problems.append("CALLBILL_SELLER_TAX_ID is required in production (an invoice names the seller's tax id)")
+    for name in ("mail_from", "seller_contact"):
+        value = getattr(s, name) or ""
+        if _EXAMPLE_DOMAIN.search(value):
+            problems.append(f"CALLBILL_{name.upper()} is at an example domain: use one you send from")
+    return problems
 
 
 def unsafe_directory(path: Path) -> str | None:
@@ -50,7 +77,7 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka and the Faust app -------------------------------------------------
-    env: Literal["development", "production"] = Field("development", description="production refuses unsafe settings at start-up: replication below 3, the memory store, missing secrets, Kafka without TLS.")
+    env: Literal["development", "production"] = Field("development", description="production refuses unsafe settings at start-up: replication below 3, the memory store, missing secrets, Kafka without TLS, and the demo's values (the sample rate card, the demo seller and address, example.* mail and contact addresses, no seller tax id).")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field("PLAINTEXT", description="How every callbill Kafka client connects (SASL_SSL for a managed cluster).")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism (with SASL_SSL or SASL_PLAINTEXT).")
@@ -217,6 +244,7 @@ class Settings(BaseSettings):
             problems.append(f"CALLBILL_ACK_AFTER_SECONDS={self.ack_after_seconds:g} must be below "
                             f"CALLBILL_ACK_DEADLINE_SECONDS={self.ack_deadline_seconds:g} (no acknowledgement could go out)")
         if self.env == "production":
+            problems.extend(demo_values(self))
             if self.topic_replication < 3:
                 problems.append(f"CALLBILL_TOPIC_REPLICATION={self.topic_replication}: production needs 3 or more "
                                 "(one broker lost must lose nothing)")

@@ -19,6 +19,12 @@ SECRETS = {"CALLBILL_KAFKA_SASL_PASSWORD": "kafka-pw-123", "CALLBILL_WEBHOOK_SEC
            "CALLBILL_ERP_TOKEN": "erp-token-123", "CALLBILL_SMTP_PASSWORD": "smtp-pw-123"}
 
 
+# what deploy/production.env leaves to the operator (production refuses the demo's values)
+OPERATOR = {"CALLBILL_SELLER_NAME": "Acme Contact GmbH", "CALLBILL_SELLER_ADDRESS": "Hauptstr. 1|10115 Berlin|Germany",
+            "CALLBILL_SELLER_TAX_ID": "DE136695976", "CALLBILL_SELLER_CONTACT": "billing@acme-contact.de",
+            "CALLBILL_MAIL_FROM": "invoices@acme-contact.de"}
+
+
 def production_env() -> dict[str, str]:
     env = {}
     for line in (REPO / "deploy" / "production.env").read_text().splitlines():
@@ -37,7 +43,7 @@ def load(monkeypatch, env: dict[str, str]) -> Settings:
 
 
 def test_the_documented_production_configuration_loads(monkeypatch):
-    s = load(monkeypatch, {**production_env(), **SECRETS})
+    s = load(monkeypatch, {**production_env(), **SECRETS, **OPERATOR})
     assert s.env == "production" and s.topic_replication == 3 and s.store == "rocksdb://"
     monkeypatch.setattr("runtime.kafka.get_settings", lambda: s)
     from runtime.kafka import client_kwargs, faust_credentials
@@ -66,12 +72,35 @@ def test_the_documented_production_configuration_loads(monkeypatch):
     ({"CALLBILL_GENESYS_CLIENT_ID": "client-1"}, "CALLBILL_GENESYS_CLIENT_SECRET go together"),
 ])
 def test_unsafe_production_settings_are_refused(monkeypatch, change, named):
-    env = {**production_env(), **SECRETS, **change}
+    env = {**production_env(), **SECRETS, **OPERATOR, **change}
     with pytest.raises(ValidationError) as e:
         load(monkeypatch, {k: v for k, v in env.items() if v != ""})
     assert named in str(e.value)
     for secret in SECRETS.values():
         assert secret not in str(e.value)
+
+
+def test_production_refuses_the_demo_values_by_name(monkeypatch):
+    """Left as deploy/production.env has them, the operator's values fall back to the demo's."""
+    with pytest.raises(ValidationError) as e:
+        load(monkeypatch, {k: v for k, v in {**production_env(), **SECRETS}.items() if v != ""})
+    for named in ("CALLBILL_SELLER_NAME is the demo seller's", "CALLBILL_SELLER_ADDRESS is the demo address",
+                  "CALLBILL_SELLER_TAX_ID is required in production", "CALLBILL_MAIL_FROM is at an example domain",
+                  "CALLBILL_SELLER_CONTACT is at an example domain"):
+        assert named in str(e.value), named
+    with pytest.raises(ValidationError, match="CALLBILL_RATE_CARD is the sample rate card"):
+        load(monkeypatch, {**production_env(), **SECRETS, **OPERATOR, "CALLBILL_RATE_CARD": "/app/samples/rate-card.yaml"})
+    for address in ("invoices@example.com", "invoices@billing.example.net", "invoices@callbill.example"):
+        with pytest.raises(ValidationError, match="CALLBILL_MAIL_FROM is at an example domain"):
+            load(monkeypatch, {**production_env(), **SECRETS, **OPERATOR, "CALLBILL_MAIL_FROM": address})
+    # development keeps the demo's values: `make demo` runs on them
+    assert load(monkeypatch, {}).seller_name == "Callbill Demo Services Ltd"
+
+
+def test_the_dockerfile_bakes_in_no_sample_rate_card():
+    text = (REPO / "Dockerfile").read_text()
+    assert "samples/" not in re.sub(r"^#.*$", "", text, flags=re.M)
+    assert "CALLBILL_RATE_CARD=/config/rate-card.yaml" in text
 
 
 def test_development_defaults_stay_easy(monkeypatch):
