@@ -419,14 +419,35 @@ class WrapupCodes:
 
     @classmethod
     def from_file(cls, path: str | Path, client: GenesysClient | None = None, ttl: float = 3600) -> WrapupCodes:
-        """JSON object {id: name}, or CSV lines `id,name` (blank lines, `#` comments, a header ok)."""
-        text = Path(path).read_text(encoding="utf-8")
+        """JSON object {id: name}; or what `GET /api/v2/routing/wrapupcodes` answers
+        (`{"entities": [{"id", "name", …}], "pageCount", …}`, saved as it is: every page, or
+        codes would be missing); or CSV lines `id,name` (blank lines, `#` comments, a header ok).
+        ValueError names the file and the mistake."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: cannot be read ({type(e).__name__})") from None
         mapping: dict[str, str] = {}
         if text.lstrip().startswith("{"):
-            data = json.loads(text)
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-                raise ValueError(f"{path}: expected a JSON object of id -> name strings")
-            mapping = data
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
+            if isinstance(data.get("entities"), list):
+                page, pages = data.get("pageNumber"), data.get("pageCount")
+                if isinstance(page, int) and isinstance(pages, int) and pages > 1:
+                    raise ValueError(f"{path}: page {page} of {pages} of the wrap-up codes; ask for them all in "
+                                     "one page (?pageSize=500) or save them as one object")
+                for i, entity in enumerate(data["entities"]):
+                    if not (isinstance(entity, dict) and isinstance(entity.get("id"), str)
+                            and isinstance(entity.get("name"), str)):
+                        raise ValueError(f"{path}: entities[{i}] needs an `id` and a `name`")
+                    mapping[entity["id"]] = entity["name"]
+            elif all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+                mapping = data
+            else:
+                raise ValueError(f"{path}: expected a JSON object of id -> name strings, or the Genesys API's "
+                                 "{\"entities\": [{\"id\", \"name\"}]}")
         else:
             for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
                 if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):

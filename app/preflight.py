@@ -25,6 +25,28 @@ def checked_settings() -> Settings:
     except ValidationError as e:
         raise ValueError(f"invalid settings: {summary(e)}") from None
     load_rate_card(s.rate_card)  # RateCardError is a ValueError naming the file and the mistake
+    if s.wrapup_codes_file:
+        from adapters.genesys import WrapupCodes
+
+        try:
+            WrapupCodes.from_file(s.wrapup_codes_file)
+        except ValueError as e:
+            raise ValueError(f"CALLBILL_WRAPUP_CODES_FILE: {e}") from None
+    if s.seller_logo:
+        try:
+            head = s.seller_logo.read_bytes()[:4]
+        except OSError as e:
+            raise ValueError(f"CALLBILL_SELLER_LOGO: {s.seller_logo} cannot be read ({type(e).__name__})") from None
+        if not (head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff")):
+            raise ValueError(f"CALLBILL_SELLER_LOGO: {s.seller_logo} is not a PNG or JPEG image")
+    if s.kafka_ssl_cafile:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(s.kafka_ssl_cafile))
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"CALLBILL_KAFKA_SSL_CAFILE: {s.kafka_ssl_cafile} is not a readable CA bundle "
+                             f"({type(e).__name__})") from None
     s.link_key  # noqa: B018 - refuses to start without a key for document links
     try:
         InvoiceRenderer(s.invoice_template).check()

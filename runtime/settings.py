@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     assembly_wait: float = Field(600.0, gt=0, description="Seconds a conversation may stay incomplete before it is completed from the Analytics API or sent to review.")
     assembly_sweep_interval: float = Field(30.0, gt=0, description="Seconds between sweeps of the pending table for conversations that waited too long.")
     assembly_done_ttl: float = Field(3600.0, gt=0, description="Seconds a finished conversation is remembered, so late events are recognised and ignored.")
-    wrapup_codes_file: Path | None = Field(None, description="JSON object (id -> name) or CSV (id,name) of wrap-up codes, for offline use; looked up before the API.")
+    wrapup_codes_file: Path | None = Field(None, description="Wrap-up code names for offline use, looked up before the API: a JSON object (id -> name), the JSON that GET /api/v2/routing/wrapupcodes?pageSize=500 answers (saved as it is), or CSV (id,name). Checked at start-up.")
     wrapup_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a wrap-up code name fetched from Genesys is cached.")
     reconcile_hours: float = Field(6.0, ge=0, description="The leader backfills this many past hours from the Analytics API on every reconciliation; 0 turns it off.")
     reconcile_interval: float = Field(3600.0, gt=0, description="Seconds between reconciliations (leader only, needs Genesys credentials).")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -385,3 +386,27 @@ def test_scenario_shapes_agree():
     hook = WebhookPayload.model_validate(sc.webhook_payload("CUST-1", "Billable Service"))
     assert (hook.interactionId, hook.durationSeconds, hook.agentName) == (sc.conversation_id, 450, "Alex")
     assert hook.timestamp == sc.start
+
+
+def test_mapping_as_the_genesys_api_answers_it(tmp_path: Path):
+    """`GET /api/v2/routing/wrapupcodes?pageSize=500` saved as it is."""
+    f = tmp_path / "wrapupcodes.json"
+    f.write_text(json.dumps({"entities": [
+        {"id": BILLABLE_ID.upper(), "name": "Billable Service", "dateCreated": "2026-01-05T10:00:00Z",
+         "division": {"id": "d-1"}, "selfUri": f"/api/v2/routing/wrapupcodes/{BILLABLE_ID}"},
+        {"id": "0b1c2d3e-0000-4000-8000-000000000001", "name": "No Charge"}],
+        "pageSize": 500, "pageNumber": 1, "total": 2, "pageCount": 1}))
+    codes = WrapupCodes.from_file(f, None)
+    assert run(codes.name(BILLABLE_ID)) == "Billable Service"
+    assert run(codes.name("0b1c2d3e-0000-4000-8000-000000000001")) == "No Charge"
+
+    f.write_text(json.dumps({"entities": [{"id": BILLABLE_ID, "name": "Billable Service"}],
+                             "pageSize": 25, "pageNumber": 1, "total": 60, "pageCount": 3}))
+    with pytest.raises(ValueError, match=r"page 1 of 3 .*pageSize=500"):
+        WrapupCodes.from_file(f, None)
+    f.write_text(json.dumps({"entities": [{"id": BILLABLE_ID}]}))
+    with pytest.raises(ValueError, match=r"entities\[0\] needs an `id` and a `name`"):
+        WrapupCodes.from_file(f, None)
+    f.write_text('{"entities": [')
+    with pytest.raises(ValueError, match="not JSON"):
+        WrapupCodes.from_file(f, None)

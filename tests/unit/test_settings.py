@@ -1,5 +1,6 @@
 """Settings load from the environment, and .env.example documents every one of them."""
 import json
+import os
 import re
 from pathlib import Path
 
@@ -134,5 +135,42 @@ def test_settings_come_from_a_secrets_directory_after_the_environment(monkeypatc
         get_settings.cache_clear()
         with pytest.raises(ValueError, match="CALLBILL_SECRETS_DIR: .*missing is not a directory"):
             get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_every_file_the_settings_name_is_checked_before_the_worker_starts(monkeypatch, tmp_path):
+    from app.preflight import checked_settings
+    from runtime.settings import get_settings
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)  # the sample rate card's relative path
+    for k in [k for k in os.environ if k.startswith("CALLBILL_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("CALLBILL_LINK_SECRET", "link-secret-123")
+    codes = tmp_path / "codes.json"
+    codes.write_text('{"entities": [{"id": "a"}]}')
+    not_an_image = tmp_path / "logo.png"
+    not_an_image.write_text("<svg/>")
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    for name, value, named in (
+            ("CALLBILL_WRAPUP_CODES_FILE", codes, r"CALLBILL_WRAPUP_CODES_FILE: .*entities\[0\] needs an `id` and a `name`"),
+            ("CALLBILL_WRAPUP_CODES_FILE", tmp_path / "missing.csv", "CALLBILL_WRAPUP_CODES_FILE: .*cannot be read"),
+            ("CALLBILL_SELLER_LOGO", not_an_image, "CALLBILL_SELLER_LOGO: .* is not a PNG or JPEG image"),
+            ("CALLBILL_SELLER_LOGO", tmp_path / "missing.png", "CALLBILL_SELLER_LOGO: .* cannot be read"),
+            ("CALLBILL_KAFKA_SSL_CAFILE", bad_ca, "CALLBILL_KAFKA_SSL_CAFILE: .* is not a readable CA bundle")):
+        monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+        try:
+            with pytest.raises(ValueError, match=named):
+                checked_settings()
+        finally:
+            monkeypatch.delenv(name)
+            get_settings.cache_clear()
+    codes.write_text('{"entities": [{"id": "a", "name": "Billable Service"}], "pageNumber": 1, "pageCount": 1}')
+    monkeypatch.setenv("CALLBILL_WRAPUP_CODES_FILE", str(codes))
+    try:
+        assert checked_settings().wrapup_codes_file == codes
     finally:
         get_settings.cache_clear()
