@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from annotated_types import MaxLen
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 
@@ -38,6 +39,20 @@ class WebhookPayload(BaseModel):
     agentName: StrictStr | None = Field(None, max_length=256)
     serviceType: StrictStr | None = Field(None, max_length=256)
     billingCode: StrictStr = Field(max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lengths_as_sent(cls, data: Any) -> Any:
+        """maxLength holds for the text as sent, as the published schema says: whitespace is
+        stripped first otherwise, and an over-long value padded with newlines got in (found by
+        tests/e2e/test_openapi.py)."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                limit = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
+                if isinstance(value, str) and limit is not None and len(value) > limit:
+                    raise ValueError(f"{name} is longer than {limit} characters")
+        return data
 
 
 class EventBridgeDetail(BaseModel):

@@ -66,3 +66,16 @@ def test_eventbridge_conversation_id_comes_from_the_topic():
 def test_eventbridge_other_topics_or_mismatched_ids_are_refused(topic, body):
     with pytest.raises(ValidationError):
         EventBridgeEvent.model_validate(ev(topic, body))
+
+
+def test_a_webhook_value_is_as_long_as_sent_before_whitespace_is_stripped():
+    """The published schema's maxLength is for the text as sent (schemathesis found one padded
+    with newlines accepted); shorter values are still stripped."""
+    import pydantic
+
+    from schemas.genesys import WebhookPayload
+
+    base = {"interactionId": "z", "timestamp": "2026-11-24T22:15:00Z", "durationSeconds": 5, "billingCode": "x"}
+    assert WebhookPayload.model_validate({**base, "agentName": "  Alex  "}).agentName == "Alex"
+    with pytest.raises(pydantic.ValidationError, match="agentName is longer than 256 characters"):
+        WebhookPayload.model_validate({**base, "agentName": "a" + "\n" * 300})
