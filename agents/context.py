@@ -37,7 +37,7 @@ class Sender(Protocol):
     """A topic as the stages use it (faust's Topic; a recorder in tests)."""
 
     async def send(self, *, key: bytes | None = None, value: bytes | None = None,
-                   headers: Any = None) -> asyncio.Future: ...
+                   headers: Any = None, partition: int | None = None) -> asyncio.Future: ...
 
 
 @dataclass
@@ -53,6 +53,8 @@ class Context:
     services: "Services"
     clock: Callable[[], datetime] = utcnow
     stopping: Callable[[], bool] = field(default=lambda: False)
+    # a topic's partition count as the consumer sees it (None: unknown, no placement check)
+    partitions: Callable[[str], int | None] = field(default=lambda topic: None)
 
     async def publish(self, topic: str, key: str, value: BaseModel, wait: bool = True,
                       headers: dict[str, bytes] | None = None) -> asyncio.Future:
@@ -76,6 +78,12 @@ class Context:
         fut = await self.topics[topic].send(key=key, value=value, headers=headers)
         TOPIC_OUT.labels(topic).inc()
         return await fut
+
+    async def resend(self, topic: str, key: bytes, value: bytes | None, headers: Any, partition: int) -> None:
+        """Send a copy to one partition; awaited with the batch, before its input is committed."""
+        fut = await self.topics[topic].send(key=key, value=value, headers=headers, partition=partition)
+        TOPIC_OUT.labels(topic).inc()
+        track(fut)
 
     async def audit(self, stage: str, interaction_id: str, outcome: str, reason: str | None = None, **extra) -> None:
         """Every decision goes to callbill.audit (the record); the log says only what is unusual,

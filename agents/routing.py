@@ -4,6 +4,10 @@
 An exception escaping a Faust agent acks its message, so the message is lost. The guard
 classifies instead: Kafka trouble is retried (the message is still ours), anything else
 is poison and goes whole to the dead-letter topic with its reason.
+
+The guard also puts a record on the partition its key belongs to before any stage sees
+it: every table (ledger, pending conversations, numbering) is sharded by partition, so
+a record another producer's partitioner placed elsewhere would meet another shard.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from typing import Awaitable, Callable, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
 from agents.context import Context
+from runtime import headers as header_names
 from runtime.logs import current_interaction, error_site, get_logger
 from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES
 from runtime.writes import PENDING_WRITES
@@ -69,15 +75,59 @@ def event_context(event: faust.EventT) -> Iterator[None]:
 
 
 def source_of(event: faust.EventT) -> str:
-    """topic/partition/offset: the same message read again after a crash has the same source."""
+    """topic/partition/offset: the same message read again after a crash has the same source.
+    A record moved to its key's partition keeps the source of the one it copies, so a second
+    copy (a crash between the move and the commit) is that same message read again."""
+    moved = header(event, header_names.REROUTED_FROM)
+    if moved:
+        return moved
     msg = event.message
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
 
 
+def home_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client,
+    aiokafka and the bridge compute it)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def moved_home(ctx: Context, stage: str, event: faust.EventT) -> bool:
+    """True when the record was not on its key's partition and a copy was sent there instead.
+
+    librdkafka and kcat partition by CRC32 by default, so the same interaction produced by
+    them and by the bridge would land on two partitions, two ledger shards and two pending
+    entries: billed twice, or its halves never joined. The copy keeps value and headers, is
+    sent with the batch's writes (awaited before the input is committed) and is audited
+    REPARTITIONED. A record already moved once is handled where it is, never moved again:
+    a loop is worse than a wrong shard."""
+    msg = event.message
+    key = msg.key
+    if not isinstance(key, bytes) or not key:
+        return False
+    count = ctx.partitions(msg.topic)
+    if not count or msg.partition is None:
+        return False
+    home = home_partition(key, count)
+    if msg.partition == home:
+        return False
+    iid = key.decode(errors="replace")[:200]
+    if header(event, header_names.REROUTED_FROM) is not None:
+        log.warning("moved record still off its partition", extra={"stage": stage, "interactionId": iid})
+        return False
+    topic = msg.topic.removeprefix(ctx.settings.topic_prefix)
+    hdrs = headers_of(event) + [(header_names.REROUTED_FROM, source_of(event).encode())]
+    await ctx.resend(topic, key, msg.value, hdrs, home)
+    await ctx.audit(stage, iid, "REPARTITIONED", f"partition {msg.partition} -> {home}")
+    return True
+
+
+def headers_of(event: faust.EventT) -> list[tuple[str, bytes]]:
+    hs = event.message.headers or []
+    return list(hs.items()) if isinstance(hs, Mapping) else list(hs)
+
+
 def header(event: faust.EventT, name: str) -> str | None:
-    headers = event.message.headers or []
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    for k, v in items:
+    for k, v in headers_of(event):
         if k == name:
             return v.decode() if isinstance(v, bytes) else str(v)
     return None
@@ -147,13 +197,15 @@ async def all_sent(stage: str, sends: list[asyncio.Future]) -> None:
 
 async def guard_one(ctx: Context, stage: str, event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]],
                     transient: tuple[type[BaseException], ...] = ()) -> None:
-    """Handle one event: Kafka trouble (and `transient` errors) retried, poison to the DLQ."""
+    """Handle one event on its key's partition (moved there first if need be): Kafka trouble
+    (and `transient` errors) retried, poison to the DLQ."""
     STAGE_IN.labels(stage).inc()
     started = time.perf_counter()
     delay = 0.2
     while True:
         try:
-            await handle(event)
+            if not await moved_home(ctx, stage, event):
+                await handle(event)
             break
         except Poison as e:
             await _dead_letter_or_log(ctx, stage, event, str(e))

@@ -97,6 +97,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
         reviews=ReviewTable(reviews.define(app, parts)),
         directory=Directory(), suppressions=Suppressions(), review_queue=ReviewQueue(),
         services=services or build_services(settings), stopping=lambda: app.should_stop,
+        partitions=lambda topic: app.consumer.topic_partitions(topic),
     )
     app.ctx = ctx
     for view in (ctx.directory, ctx.suppressions, ctx.review_queue):

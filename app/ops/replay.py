@@ -155,7 +155,7 @@ async def replay(base: str, start: int | datetime, end: int | datetime | None, o
     try:
         futs = []
         for i, (t, key, value, hdrs) in enumerate(picked, start=1):
-            h = [(k, v) for k, v in hdrs if k not in (headers.REPLAY, headers.REISSUE)]
+            h = [(k, v) for k, v in hdrs if k not in (headers.REPLAY, headers.REISSUE, headers.REROUTED_FROM)]
             h.append((headers.REPLAY, run.encode()))
             if reissue:
                 h.append((headers.REISSUE, run.encode()))

@@ -60,6 +60,38 @@ def test_intake_reads_the_same_message_again_as_a_redelivery_not_a_duplicate(tmp
     assert ctx.ledger.get("gen-1").duplicates == 0
 
 
+def test_a_record_off_its_keys_partition_is_moved_there_once_and_read_there_as_the_same_message(tmp_path):
+    """Issue 17, point 5: another producer's partitioner (CRC32) put the interaction on
+    the wrong partition; the guard moves it to its murmur2 partition before intake sees it."""
+    from agents.routing import guard_one, home_partition
+    from runtime import headers
+
+    ctx = make_context(tmp_path)
+    ctx.partitions = lambda topic: 4
+    home = home_partition(b"gen-1", 4)
+    away = (home + 1) % 4
+    handle = lambda e: guard_one(ctx, intake.STAGE, e, lambda ev: intake.handle(ctx, ev))  # noqa: E731
+    run(handle(event(interaction(), partition=away, offset=5)))
+    moved = [m for m in ctx.sent if m.topic == "callbill.interactions"]
+    assert [(m.key, m.partition) for m in moved] == [(b"gen-1", home)]
+    assert dict(moved[0].headers)[headers.REROUTED_FROM] == f"callbill.interactions/{away}/5".encode()
+    assert ctx.outcomes("intake") == ["REPARTITIONED"]
+    assert ctx.ledger.get("gen-1") is None  # nothing decided on the wrong shard
+
+    # the copy, read on its home partition; a second copy (a crash before the commit) is
+    # that same message again, not a duplicate
+    for offset in (9, 10):
+        run(handle(event(moved[0].value, key="gen-1", partition=home, offset=offset, headers=moved[0].headers)))
+    assert ctx.outcomes("intake") == ["REPARTITIONED", "FORWARDED", "FORWARDED"]
+    assert ctx.ledger.get("gen-1").duplicates == 0  # forwarded again as any redelivery is; billing bills once
+
+    # a moved record still off its partition (the partition count changed) is handled where
+    # it is rather than moved in a loop
+    run(handle(event(interaction("gen-2"), partition=(home_partition(b"gen-2", 4) + 1) % 4, offset=11,
+                     headers=[(headers.REROUTED_FROM, b"callbill.interactions/0/1")])))
+    assert ctx.outcomes("intake")[-1] == "FORWARDED"
+
+
 # --- billing ------------------------------------------------------------------------
 
 def test_billing_issues_one_numbered_invoice_and_never_bills_again(tmp_path):

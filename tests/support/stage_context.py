@@ -36,6 +36,7 @@ class Sent:
     key: bytes | None
     value: bytes | None
     headers: Any
+    partition: int | None = None  # as the sender chose it (None: the key's partition)
 
     def json(self) -> Any:
         return json.loads(self.value) if self.value else None
@@ -47,9 +48,10 @@ class RecordingTopic:
     def __init__(self, name: str, sink: list[Sent]) -> None:
         self.name, self.sink = name, sink
 
-    async def send(self, *, key: bytes | None = None, value: bytes | None = None, headers: Any = None):
+    async def send(self, *, key: bytes | None = None, value: bytes | None = None, headers: Any = None,
+                   partition: int | None = None):
         offset = sum(1 for s in self.sink if s.topic == self.name)
-        self.sink.append(Sent(self.name, key, value, headers))
+        self.sink.append(Sent(self.name, key, value, headers, partition))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(SimpleNamespace(topic=self.name, partition=0, offset=offset))
         return fut
