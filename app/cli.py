@@ -14,6 +14,7 @@ commands:
   worker [faust worker options]   run a stream worker (agents, bridge, health, metrics)
   dev up|down|status              the local stack: Kafka (KRaft), SeaweedFS S3, SMTP sink
   topics                          list every topic callbill declares
+  schemas [--out DIR]             the JSON Schema of every topic, from the models (docs/schemas)
   customers import FILE [--dry-run]   CSV or JSON lines -> crm.customers, row by row
   customers delete ID...          remove customers from the directory (tombstones)
   review list|show|resubmit|dismiss   the review queue (through a worker's API)
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in SPECS:
             print(f"{topic_name(s.name):32} {'compacted' if s.compacted else 'delete':9} {s.doc}")
         return 0
+    if cmd == "schemas":
+        from app.ops import schemas
+
+        return schemas.main(rest)
     if cmd == "post":
         return _post(rest)
     if cmd == "review":

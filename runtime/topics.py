@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import faust
 
 from runtime.settings import get_settings
+from schemas.customers import Customer
+from schemas.deliveries import AckDue, Bounce, Delivery, PostalJob, Suppression
+from schemas.documents import DocumentStored
+from schemas.events import (
+    AuditEvent, DeadLetter, InteractionCompleted, RetryItem, ReviewAction, ReviewItem, ReviewRecord,
+)
+from schemas.genesys import ProducedGenesysEvent
+from schemas.invoices import Invoice
 
 DAY = timedelta(days=1)
 
@@ -20,29 +29,41 @@ DAY = timedelta(days=1)
 class TopicSpec:
     name: str
     doc: str
+    value: Any  # the model of its values (published by `callbill schemas`)
     retention: timedelta | None = None  # None: the broker default
     compacted: bool = False
     partitions: int | None = None  # None: CALLBILL_TOPIC_PARTITIONS
+    key: str = "interactionId"  # what its records are keyed by
+    inbound: bool = False  # producers other than callbill may write it
 
 
 SPECS: tuple[TopicSpec, ...] = (
-    TopicSpec("genesys.events", "raw Genesys events from the bridge, keyed by conversation id", 14 * DAY),
-    TopicSpec("callbill.interactions", "one canonical InteractionCompleted per interaction", 30 * DAY),
-    TopicSpec("callbill.billable", "unique billable interactions with a known customer", 30 * DAY),
-    TopicSpec("callbill.invoices", "issued invoices", 90 * DAY),
-    TopicSpec("callbill.documents", "stored invoice PDFs and their links", 90 * DAY),
-    TopicSpec("callbill.deliveries", "delivery outcomes", 90 * DAY),
-    TopicSpec("callbill.review", "items that need a person, with the reason", 90 * DAY),
-    TopicSpec("callbill.reviews", "the review queue: one record per interaction (key interactionId)", compacted=True),
-    TopicSpec("callbill.review-actions", "operators' resubmit and dismiss decisions", 365 * DAY),
-    TopicSpec("callbill.audit", "every decision of every stage (no personal data)", 365 * DAY),
-    TopicSpec("callbill.postal", "print jobs for the postal vendor", 30 * DAY),
-    TopicSpec("callbill.retry", "work parked after its retry budget ran out", 14 * DAY),
-    TopicSpec("callbill.dlq", "messages that could not be parsed, with the reason and raw bytes", 90 * DAY),
-    TopicSpec("callbill.bounces", "bounces and complaints (SMTP replies, DSNs, provider notifications)", 90 * DAY),
-    TopicSpec("callbill.suppressions", "suppressed addresses (key address, null value lifts)", compacted=True),
-    TopicSpec("callbill.acks", "acknowledgement timers: due 'Processing Received' checks", 2 * DAY),
-    TopicSpec("crm.customers", "customer directory (key customerId, null value deletes)", compacted=True),
+    TopicSpec("genesys.events", "raw Genesys events from the bridge, keyed by conversation id",
+              ProducedGenesysEvent, 14 * DAY, inbound=True,
+              key="the conversation id: the webhook's interactionId, the EventBridge topicName's id"),
+    TopicSpec("callbill.interactions", "one canonical InteractionCompleted per interaction", InteractionCompleted,
+              30 * DAY, inbound=True),
+    TopicSpec("callbill.billable", "unique billable interactions with a known customer", InteractionCompleted,
+              30 * DAY),
+    TopicSpec("callbill.invoices", "issued invoices", Invoice, 90 * DAY),
+    TopicSpec("callbill.documents", "stored invoice PDFs and their links", DocumentStored, 90 * DAY),
+    TopicSpec("callbill.deliveries", "delivery outcomes", Delivery, 90 * DAY),
+    TopicSpec("callbill.review", "items that need a person, with the reason", ReviewItem, 90 * DAY),
+    TopicSpec("callbill.reviews", "the review queue: one record per interaction (key interactionId)", ReviewRecord,
+              compacted=True),
+    TopicSpec("callbill.review-actions", "operators' resubmit and dismiss decisions", ReviewAction, 365 * DAY),
+    TopicSpec("callbill.audit", "every decision of every stage (no personal data)", AuditEvent, 365 * DAY),
+    TopicSpec("callbill.postal", "print jobs for the postal vendor", PostalJob, 30 * DAY),
+    TopicSpec("callbill.retry", "work parked after its retry budget ran out", RetryItem, 14 * DAY),
+    TopicSpec("callbill.dlq", "messages that could not be parsed, with the reason and raw bytes", DeadLetter,
+              90 * DAY, key="the failed message's raw key"),
+    TopicSpec("callbill.bounces", "bounces and complaints (SMTP replies, DSNs, provider notifications)", Bounce,
+              90 * DAY, inbound=True, key="interactionId, else the address"),
+    TopicSpec("callbill.suppressions", "suppressed addresses (key address, null value lifts)", Suppression,
+              compacted=True, key="the address, lower case"),
+    TopicSpec("callbill.acks", "acknowledgement timers: due 'Processing Received' checks", AckDue, 2 * DAY),
+    TopicSpec("crm.customers", "customer directory (key customerId, null value deletes)", Customer, compacted=True,
+              inbound=True, key="customerId"),
 )
 
 

@@ -23,7 +23,11 @@ class Preferences(BaseModel):
 
 
 class Customer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
+        "customerId": "CUST-9876543", "name": "Jane Doe", "email": "jane@example.com", "phone": "+12175550123",
+        "postalAddress": {"line1": "1 Main St", "city": "Springfield", "region": "IL", "postalCode": "62701",
+                          "country": "US"},
+        "timezone": "America/Chicago", "currency": "USD", "locale": "en_US"}]})
 
     customerId: str = Field(min_length=1, max_length=128)
     externalContactIds: list[str] = Field(default_factory=list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.events import utcnow
 
@@ -46,6 +46,11 @@ class PostalJob(BaseModel):
 
 
 class Bounce(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "address": "jane@example.com", "kind": "hard", "status": "5.1.1",
+        "diagnostic": "smtp; 550 5.1.1 user unknown", "interactionId": "gen-100000001", "source": "dsn",
+        "time": "2026-11-24T22:16:05Z"}]})
+
     address: str  # normalized, lower case
     kind: Literal["hard", "soft", "complaint"]
     status: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def utcnow() -> datetime:
@@ -13,6 +13,11 @@ def utcnow() -> datetime:
 
 class InteractionCompleted(BaseModel):
     """One canonical record per ended interaction, whichever path it came by."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "interactionId": "gen-100000001", "source": "webhook", "customerId": "CUST-9876543",
+        "startedAt": "2026-11-24T22:02:26Z", "endedAt": "2026-11-24T22:15:00Z", "durationSeconds": 754,
+        "agentName": "Alex Agent", "serviceType": "Consultation Service - Level 2", "wrapupCode": "Billable Service"}]})
 
     interactionId: str
     source: Literal["webhook", "eventbridge", "backfill"]

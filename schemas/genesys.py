@@ -58,7 +58,7 @@ class WebhookPayload(BaseModel):
 class EventBridgeDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    topicName: StrictStr
+    topicName: StrictStr = Field(json_schema_extra={"pattern": EVENT_TOPIC.pattern})  # checked below, by name
     version: StrictStr | None = None
     eventBody: dict[str, Any]
     metadata: dict[str, Any] | None = None
@@ -133,3 +133,30 @@ class GenesysEvent(BaseModel):
     kind: Literal["webhook", "eventbridge", "backfill", "expire"]
     receivedAt: AwareDatetime
     payload: dict[str, Any]
+
+
+class WebhookRecord(BaseModel):
+    """A webhook on `genesys.events` as a producer other than the bridge writes it (key: the
+    interactionId). The published schema of the topic (`callbill schemas`) is this or
+    EventBridgeRecord; `backfill` and `expire` are callbill's own."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "webhook", "receivedAt": "2026-11-24T22:15:01Z",
+        "payload": {"interactionId": "gen-100000001", "customerId": "CUST-9876543",
+                    "timestamp": "2026-11-24T22:15:00Z", "durationSeconds": 754, "agentName": "Alex Agent",
+                    "serviceType": "Consultation Service - Level 2", "billingCode": "Billable Service"}}]})
+
+    kind: Literal["webhook"]
+    receivedAt: AwareDatetime
+    payload: WebhookPayload
+
+
+class EventBridgeRecord(BaseModel):
+    """An EventBridge detail event on `genesys.events` (key: the conversation id of its topicName)."""
+
+    kind: Literal["eventbridge"]
+    receivedAt: AwareDatetime
+    payload: EventBridgeEvent
+
+
+ProducedGenesysEvent = Annotated[WebhookRecord | EventBridgeRecord, Field(discriminator="kind")]

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from agents.routing import home_partition
 from app.web.bridge import record_of
 from fake_genesys import FakeGenesys, Leg, Scenario
-from kafka_harness import read_json
+from kafka_harness import create_topics, read_json, unique
 from schemas.genesys import EventBridgeEvent
 from test_billing import billable, invoices, load_customers
 
@@ -48,18 +48,18 @@ def through_murmur2(bootstrap: str, topic: str, records: list[tuple[str, bytes]]
     asyncio.run(go())
 
 
-def through_librdkafka(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> list[int]:
-    """Produce with librdkafka's default partitioner; returns the partitions it chose."""
-    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    placed: list[int] = []
+def through_librdkafka(bootstrap: str, topic: str, records: list[tuple[str, bytes]], **conf) -> list[int]:
+    """Produce with librdkafka's default partitioner (or `conf`'s); returns the partitions it chose."""
+    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all", **conf})
+    placed: dict[bytes, int] = {}  # reports come per partition, not in produce order
 
     def report(err, msg) -> None:
         assert err is None, err
-        placed.append(msg.partition())
+        placed[msg.key()] = msg.partition()
     for key, value in records:
         p.produce(topic, value=value, key=key.encode(), on_delivery=report)
     assert p.flush(30) == 0
-    return placed
+    return [placed[key.encode()] for key, _ in records]
 
 
 def audit_of(bootstrap: str, w, until, timeout: float = 90) -> list[dict]:
@@ -118,3 +118,14 @@ def test_a_conversations_halves_through_two_partitioners_are_assembled(make_work
             (sc.conversation_id, "eventbridge")]
         out = read_json(kafka_bootstrap, w.topic("callbill.interactions"), until=lambda m: len(m) >= 1, timeout=30)
         assert [i["interactionId"] for i in out] == [sc.conversation_id]
+
+
+def test_the_documented_librdkafka_setting_partitions_as_the_bridge_does(kafka_bootstrap):
+    """docs/topics.md: `partitioner=murmur2_random` makes librdkafka (and kcat) agree with the
+    bridge, so nothing needs moving."""
+    prefix = unique("part") + "."
+    create_topics(kafka_bootstrap, prefix, PARTITIONS)
+    keys = [f"gen-{uuid.uuid4().hex[:12]}" for _ in range(40)]
+    placed = through_librdkafka(kafka_bootstrap, prefix + "callbill.interactions", [(k, b"{}") for k in keys],
+                                partitioner="murmur2_random")
+    assert placed == [home_partition(k.encode(), PARTITIONS) for k in keys]
