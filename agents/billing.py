@@ -97,6 +97,10 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
 
     await ctx.directory.ready()
     customer = ctx.directory.customers.get(interaction.customerId or "")
+    if customer is None and (why := ctx.directory.invalid.get(interaction.customerId or "")):
+        await to_review(ctx, iid, entry, "INVALID_CUSTOMER", f"the customer's directory record is refused ({why}); "
+                        "fix it in the CRM and resubmit", interaction, source)
+        return
     if customer is None:
         await to_review(ctx, iid, entry, "UNKNOWN_CUSTOMER", "the customer id is not in the customer directory; "
                         "import the customer and resubmit", interaction, source)

@@ -26,6 +26,7 @@ from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
 from agents.context import Context
+from agents.stages import BY_NAME
 from runtime import headers as header_names
 from runtime.logs import current_interaction, error_site, get_logger
 from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES
@@ -102,7 +103,7 @@ async def moved_home(ctx: Context, stage: str, event: faust.EventT) -> bool:
     a loop is worse than a wrong shard."""
     msg = event.message
     key = msg.key
-    if not isinstance(key, bytes) or not key:
+    if not isinstance(key, bytes) or not key or not getattr(BY_NAME.get(stage), "by_key", True):
         return False
     count = ctx.partitions(msg.topic)
     if not count or msg.partition is None:

@@ -17,6 +17,7 @@ class Stage:
     parks: bool = False  # may park work on callbill.retry (sent back to `input` when due)
     resubmit: str | None = None  # where a review resubmit of its items goes (None: not resubmittable)
     replayable: bool = False  # `callbill replay --topic <input>` feeds this stage
+    by_key: bool = True  # keeps state by key, so a record must sit on its key's partition
 
 
 STAGES: tuple[Stage, ...] = (
@@ -29,6 +30,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("ack", "callbill.acks"),
     Stage("retry", "callbill.retry"),
     Stage("review", "callbill.review"),
+    Stage("customers", "crm.customers", by_key=False),  # refusals to the DLQ; the directory is whole-topic
 )
 
 BY_NAME = {s.name: s for s in STAGES}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry, review
+from agents import acks, assemble, billing, bounces, customers, delivery, documents, intake, retry, review
 from agents.context import Context
 from app.bootstrap import Services, build_services
 from app.web import admin, bridge, health
@@ -33,7 +33,7 @@ from tables.pending import PendingTable
 from tables.reviews import ReviewQueue, ReviewTable
 from tables.suppressions import Suppressions
 
-STAGE_MODULES = (assemble, intake, billing, documents, delivery, acks, bounces, review, retry)
+STAGE_MODULES = (assemble, intake, billing, documents, delivery, acks, bounces, review, retry, customers)
 
 
 class CallbillApp(faust.App):

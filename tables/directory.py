@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from runtime.logs import get_logger
 from schemas.customers import Customer
+from schemas.errors import summary
 from tables.compacted import CompactedView
 
 log = get_logger("directory")
@@ -22,6 +23,7 @@ class Directory(CompactedView):
         super().__init__()
         self.customers: dict[str, Customer] = {}
         self.by_contact: dict[str, str] = {}
+        self.invalid: dict[str, str] = {}  # customerId -> why its latest record is refused (fields, no values)
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -32,12 +34,19 @@ class Directory(CompactedView):
             for cid in old.externalContactIds:
                 if self.by_contact.get(cid) == key:
                     del self.by_contact[cid]
+        self.invalid.pop(key, None)
         if value is None:
             return
         try:
             customer = Customer.model_validate_json(value)
-        except ValidationError:
-            log.warning("unreadable directory record skipped", extra={"stage": "directory"})
+        except ValidationError as e:
+            # never used for an invoice; the customers stage dead-letters it once
+            self.invalid[key] = summary(e)[:500]
+            log.warning("invalid directory record left out", extra={"stage": "directory"})
+            return
+        if customer.customerId != key:
+            self.invalid[key] = "customerId: not the record's key"
+            log.warning("invalid directory record left out", extra={"stage": "directory"})
             return
         self.customers[key] = customer
         for cid in customer.externalContactIds:

@@ -27,7 +27,6 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -246,49 +245,12 @@ def _csv_field(path: str) -> str:
 # --- validation -------------------------------------------------------------------
 
 def _validate(data: dict[str, Any], problems: list[Problem]) -> tuple[Customer | None, list[Problem]]:
-    """The Customer for one row, or None and every problem found in it."""
+    """The Customer for one row, or None and every problem found in it. The rules are the
+    model's (schemas/customers.py), the same for a record produced straight to the topic."""
     problems = list(problems)
     data = {**data, "source": SOURCE}
-
-    cid = data.get("customerId")
-    if cid is None:
+    if data.get("customerId") is None:
         problems.append(("customerId", "required"))
-
-    region = "US"
-    address = data.get("postalAddress")
-    if isinstance(address, dict) and isinstance(address.get("country"), str):
-        country = address["country"]
-        if re.fullmatch(r"[A-Za-z]{2}", country):
-            region = country.upper()
-            data["postalAddress"] = {**address, "country": region}
-        else:
-            problems.append(("postalAddress.country", "must be a 2-letter country code (ISO 3166-1 alpha-2)"))
-
-    email = data.get("email")
-    if isinstance(email, str):
-        from email_validator import EmailNotValidError, validate_email
-
-        try:
-            data["email"] = validate_email(email, check_deliverability=False).normalized
-        except EmailNotValidError as e:
-            problems.append(("email", "not a valid address" + _detail(str(e), email)))
-
-    phone = data.get("phone")
-    if isinstance(phone, str):
-        e164, message = _phone(phone, region)
-        if e164:
-            data["phone"] = e164
-        else:
-            problems.append(("phone", message))
-
-    zone = data.get("timezone")
-    if isinstance(zone, str) and not _is_zone(zone):
-        problems.append(("timezone", "not an IANA timezone name (like Europe/Berlin)"))
-
-    currency = data.get("currency")
-    if isinstance(currency, str) and not re.fullmatch(r"[A-Z]{3}", currency):
-        problems.append(("currency", "must be 3 upper-case letters (ISO 4217, like EUR)"))
-
     try:
         customer = Customer.model_validate(data)
     except ValidationError as e:  # field_errors never includes the input
@@ -296,62 +258,6 @@ def _validate(data: dict[str, Any], problems: list[Problem]) -> tuple[Customer |
         problems += [(x["field"], x["message"]) for x in field_errors(e) if x["field"] not in seen]
         customer = None
     return (None, problems) if problems else (customer, [])
-
-
-def _detail(message: str, value: str) -> str:
-    """The library's explanation in parentheses, unless it quotes any part of the value."""
-    low, v = message.casefold(), value.casefold()
-    n = min(4, len(v))
-    if n == 0 or any(v[i:i + n] in low for i in range(len(v) - n + 1)):
-        return ""
-    return f" ({message.rstrip('.')})"
-
-
-def _phone(value: str, region: str) -> tuple[str | None, str]:
-    import phonenumbers
-    from phonenumbers import NumberParseException, ValidationResult
-
-    hint = "" if value.lstrip().startswith("+") else f" (read as a {region} number; give the +country code otherwise)"
-    try:
-        number = phonenumbers.parse(value, region)
-    except NumberParseException as e:
-        why = {
-            NumberParseException.INVALID_COUNTRY_CODE: "no valid country code",
-            NumberParseException.NOT_A_NUMBER: "not a phone number",
-            NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
-            NumberParseException.TOO_SHORT_NSN: "too short",
-            NumberParseException.TOO_LONG: "too long",
-        }.get(e.error_type, "not a phone number")
-        return None, why + hint
-    possible = phonenumbers.is_possible_number_with_reason(number)
-    if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
-        why = {
-            ValidationResult.TOO_SHORT: "too short",
-            ValidationResult.TOO_LONG: "too long",
-            ValidationResult.INVALID_COUNTRY_CODE: "no valid country code",
-        }.get(possible, "wrong length")
-        return None, f"not a possible number ({why}){hint}"
-    if possible == ValidationResult.IS_POSSIBLE_LOCAL_ONLY or not phonenumbers.is_valid_number(number):
-        return None, "not a valid number for its country" + hint
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
-
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    from zoneinfo import available_timezones
-
-    return frozenset(available_timezones())
-
-
-def _is_zone(name: str) -> bool:
-    from zoneinfo import ZoneInfo
-
-    try:
-        ZoneInfo(name)
-    except Exception:  # noqa: BLE001 - any failure means billing could not use it either
-        return False
-    zones = _zones()
-    return not zones or name in zones  # keeps out files like "localtime" or "posixrules"
 
 
 # --- publishing -------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_csv_bad_rows_are_rejected_by_line_with_the_field_named(tmp_path):
         "C-2,Ann Bad,ann.at.example.com,,,,,,,,,,,,,,,,,",  # line 3: email
         "C-3,Bob Bad,,+1 555 123 4567,,,,,,,,,,,,,,,,",  # line 4: 555 is no US area code
         "C-4,,,,Mars/Olympus_Mons,,,,,,,,,,,,,,,",  # line 5: timezone
-        "C-5,,,,,usd,,,,,,,,,,,,,,",  # line 6: currency lower-case
+        "C-5,,,,,XYZ,,,,,,,,,,,,,,",  # line 6: no ISO 4217 currency
         ",Nobody,,,,,,,,,,,,,,,,,,",  # line 7: no customerId
         "C-1,Jane Again,,,,,,,,,,,,,,,,,,",  # line 8: repeats line 2
         "C-6,,,,,,,,,,,,,,,USA,,,maybe,",  # line 9: country and a boolean
@@ -95,9 +95,9 @@ def test_csv_bad_rows_are_rejected_by_line_with_the_field_named(tmp_path):
     reasons = {r.line: r.reason for r in rejected}
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert reasons[3].startswith("email: not a valid address")
-    assert reasons[4].startswith("phone: not a valid number")
+    assert reasons[4].startswith("phone: not a valid phone number")
     assert reasons[5].startswith("timezone: not an IANA timezone name")
-    assert reasons[6].startswith("currency: must be 3 upper-case letters")
+    assert reasons[6].startswith("currency: must be an ISO 4217 currency code")
     assert reasons[7] == "customerId: required"
     assert reasons[8] == "customerId: repeats line 2"
     assert "address_country: must be a 2-letter country code" in reasons[9]
@@ -105,7 +105,7 @@ def test_csv_bad_rows_are_rejected_by_line_with_the_field_named(tmp_path):
     assert reasons[10].startswith("paymentTermsDays:")
     assert reasons[11] == "row has 4 cells, the header has 20"
     text = "\n".join(reasons.values())
-    for value in ("ann.at.example.com", "Ann", "555 123 4567", "5551234567", "Mars", "Olympus", "usd", "USA",
+    for value in ("ann.at.example.com", "Ann", "555 123 4567", "5551234567", "Mars", "Olympus", "XYZ", "USA",
                   "maybe", "Jane", "-3"):
         assert value not in text
 
@@ -161,7 +161,7 @@ def test_jsonl_bad_rows(tmp_path):
     reasons = {r.line: r.reason for r in rejected}
     assert reasons[2].startswith("not valid JSON (")
     assert reasons[3].startswith("email: not a valid address")
-    assert reasons[4].startswith("phone: not a possible number")
+    assert reasons[4].startswith("phone: not a valid phone number")
     assert reasons[5].startswith("timezone:")
     assert reasons[6].startswith("currency:")
     assert reasons[7] == "customerId: required"
@@ -220,7 +220,7 @@ def test_main_dry_run_with_rejected_rows(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "imported 1 customers, rejected 2 rows (dry run: nothing published)"
     assert lines[1].startswith("line 3: email: not a valid address (")
-    assert lines[2].startswith("line 4: phone: not a possible number")
+    assert lines[2].startswith("line 4: phone: not a valid phone number")
     assert "private" not in "\n".join(lines)
 
 
@@ -287,3 +287,23 @@ def test_publish_customers_and_a_tombstone(kafka_bootstrap):
                                                        "sms": True, "postal": True},
                                        "source": "crm"}
     assert Customer.model_validate_json(got[b"C-2"]) == customers[1]
+
+
+@pytest.mark.kafka
+def test_a_record_produced_past_the_importer_is_dead_lettered_once_by_a_worker(make_worker, kafka_bootstrap):
+    """Issue 17, point 7, in a real worker: the customers agent reads crm.customers in the
+    consumer group, so a refused record reaches callbill.dlq once, with the field named."""
+    import base64
+
+    from kafka_harness import create_topics, produce_raw, read_json
+
+    w = make_worker()
+    create_topics(kafka_bootstrap, w.prefix, w.partitions)
+    good = {"customerId": "C-OK", "name": "Jane Doe", "currency": "USD", "timezone": "America/Chicago"}
+    bad = {**good, "customerId": "C-BAD", "currency": "EURO"}
+    produce_raw(kafka_bootstrap, w.topic("crm.customers"), b"C-OK", json.dumps(good).encode())
+    produce_raw(kafka_bootstrap, w.topic("crm.customers"), b"C-BAD", json.dumps(bad).encode())
+    w.start()
+    [dead] = read_json(kafka_bootstrap, w.topic("callbill.dlq"), until=lambda m: len(m) >= 1, timeout=60)
+    assert dead["stage"] == "customers" and dead["reason"].startswith("invalid Customer: currency: ")
+    assert base64.b64decode(dead["key"]) == b"C-BAD" and "EURO" not in dead["reason"]

@@ -105,7 +105,9 @@ def test_every_route_content_and_bounce_suppression(tmp_path, mail_sink, genesys
 
     reviews, deliveries = by_iid(ctx.out("callbill.review")), by_iid(ctx.out("callbill.deliveries"))
     assert reviews[ids["C-SUPP"]][0]["reason"] == "PENDING_REVIEW:EMAIL_SUPPRESSED"
-    assert reviews[ids["C-INVALID"]][0]["reason"] == "PENDING_REVIEW:EMAIL_INVALID"
+    # refused by the customer model before any invoice (issue 17, point 7), the field named
+    assert reviews[ids["C-INVALID"]][0]["reason"] == "INVALID_CUSTOMER"
+    assert "email: not a valid address" in reviews[ids["C-INVALID"]][0]["detail"]
     assert reviews[ids["C-NONE"]][0]["reason"] == "NO_DELIVERY_CHANNEL"
     assert "sms: not allowed" in reviews[ids["C-NONE"]][0]["detail"]
     assert reviews[ids["C-DEAD"]][0]["reason"] == "PENDING_REVIEW:BOUNCED"

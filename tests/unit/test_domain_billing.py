@@ -269,7 +269,7 @@ def test_backoff_full_jitter_is_capped_and_honours_retry_after():
 
 
 def customer(**kw) -> Customer:
-    base = dict(customerId="CUST-1", name="Jane Doe", email="jane@example.com", phone="+15551234567",
+    base = dict(customerId="CUST-1", name="Jane Doe", email="jane@example.com", phone="+12175550123",
                 postalAddress={"line1": "1 Main St", "city": "Springfield", "region": "IL", "country": "US"},
                 timezone="America/Chicago", currency="USD")
     return Customer.model_validate({**base, **kw})
