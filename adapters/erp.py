@@ -16,6 +16,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from adapters.http import retry_after_seconds
+from schemas.errors import summary
 from schemas.invoices import ErpInvoiceRequest, ErpInvoiceResponse, erp_json
 
 PATH = "/v1/billing/generate-invoice"
@@ -26,6 +27,14 @@ class ErpRetryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class ErpInvalidResponse(Exception):
+    """A 2xx answer that is not a usable invoice: `problem` names the fields, never values."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 class ErpRejected(Exception):
@@ -76,9 +85,13 @@ class ErpClient:
             code, message = _error_of(status, raw)
             raise ErpRejected(status, code, message)
         try:
-            return ErpInvoiceResponse.model_validate(json.loads(raw, parse_float=Decimal))
-        except (ValueError, ValidationError):
-            raise ErpRejected(status, "ERP_BAD_RESPONSE", "the ERP's answer is not a valid invoice response") from None
+            body = json.loads(raw, parse_float=Decimal)
+        except ValueError:
+            raise ErpInvalidResponse("not JSON") from None
+        try:
+            return ErpInvoiceResponse.model_validate(body)
+        except ValidationError as e:
+            raise ErpInvalidResponse(summary(e)[:500]) from None
 
 
 def _error_of(status: int, raw: bytes) -> tuple[str, str]:

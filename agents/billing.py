@@ -16,12 +16,12 @@ from __future__ import annotations
 import faust
 
 from agents.context import Context
-from adapters.erp import ErpRejected, ErpRetryable
+from adapters.erp import ErpInvalidResponse, ErpRejected, ErpRetryable
 from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_backoff
 from agents.routing import event_context, guard_one, parse, source_of
 from runtime.logs import get_logger
 from runtime.metrics import EXTERNAL_ERRORS
-from domain.billing import Draft, draft, erp_request, issue
+from domain.billing import Draft, draft, erp_answer_problems, erp_request, issue
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
 from domain.numbering import counter_key, invoice_number, seq_of, series
@@ -34,7 +34,8 @@ ISSUED = (State.BILLED, State.DOCUMENTED, State.DELIVERED)
 log = get_logger("billing")
 
 
-async def call_erp(ctx: Context, d: Draft, batch: Batch) -> ErpInvoiceResponse | ErpRejected | Parked:
+async def call_erp(ctx: Context, d: Draft, batch: Batch
+                   ) -> ErpInvoiceResponse | ErpRejected | ErpInvalidResponse | Parked:
     client = ctx.services.erp
     assert client is not None
     req = erp_request(d)
@@ -43,6 +44,9 @@ async def call_erp(ctx: Context, d: Draft, batch: Batch) -> ErpInvoiceResponse |
                                   "erp", lambda e: e.reason.lower().removeprefix("erp_"))  # http_503, timeout…
     except ErpRejected as e:
         EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
+        return e
+    except ErpInvalidResponse as e:
+        EXTERNAL_ERRORS.labels("erp", "invalid_response").inc()
         return e
 
 
@@ -134,10 +138,11 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
             await to_review(ctx, iid, entry, f"ERP_REJECTED:{result.error_code}",
                             f"the ERP answered {result.status} {result.error_code}", interaction, source)
             return
-        if result.currency and result.currency.upper() != d.priced.currency:
-            await to_review(ctx, iid, entry, "ERP_CURRENCY_MISMATCH",
-                            f"the ERP issued {result.invoiceNumber} in {result.currency[:3]}, "
-                            f"not {d.priced.currency}", interaction, source)
+        problems = [result.problem] if isinstance(result, ErpInvalidResponse) else erp_answer_problems(d, result)
+        if problems:
+            # never a subject line or a PDF: the number, the amounts or the currency are wrong
+            await to_review(ctx, iid, entry, "ERP_INVALID_RESPONSE",
+                            "the ERP's answer cannot be issued: " + "; ".join(problems), interaction, source)
             return
         invoice = issue(d, result.invoiceNumber, "ERP", ctx.clock(), result)
 

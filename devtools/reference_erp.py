@@ -39,6 +39,9 @@ class Behaviour:
     rate_limit_keys: set[str] = field(default_factory=set)  # answered 429 (with retry_after)
     known_customers: set[str] | None = None  # None: any customer reference is known
     currencies: set[str] | None = None  # None: every ISO 4217 code
+    # a misbehaving ERP: per Idempotency-Key, fields that replace its 201 answer's
+    # (a number that is no identifier, amounts that do not add up, another currency)
+    answer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ReferenceErp:
@@ -145,7 +148,8 @@ class ReferenceErp:
         return 201, {"invoiceNumber": f"ERP-{year}-{self._seq:06d}",
                      "invoiceId": hashlib.sha256(f"erp:{key}".encode()).hexdigest()[:24],
                      "status": "ISSUED", "currency": currency,
-                     "subtotal": str(subtotal), "taxTotal": str(tax), "total": str(total)}
+                     "subtotal": str(subtotal), "taxTotal": str(tax), "total": str(total),
+                     **b.answer_overrides.get(key, {})}
 
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -166,7 +170,7 @@ class ReferenceErp:
     def control(self, outageSeconds: float | None = None, latencyMs: float | None = None,  # noqa: N803
                 errorRate: float | None = None, failKeys: list[str] | None = None,
                 retryAfter: float | None = None, knownCustomers: list[str] | None = None,
-                endOutage: bool = False) -> None:
+                endOutage: bool = False, answerOverrides: dict[str, dict[str, Any]] | None = None) -> None:
         b = self.behaviour
         if outageSeconds:
             self.outage(float(outageSeconds))
@@ -182,6 +186,8 @@ class ReferenceErp:
             b.retry_after = float(retryAfter) or None
         if knownCustomers is not None:
             b.known_customers = set(knownCustomers)
+        if answerOverrides is not None:
+            b.answer_overrides = dict(answerOverrides)
 
     # --- running it ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from domain.dates import InvoiceDates, invoice_dates
 from domain.pricing import Priced, RateCard, price
 from schemas.customers import Customer
 from schemas.events import InteractionCompleted
+from domain.money import fits_currency
 from schemas.invoices import ErpInvoiceRequest, ErpInvoiceResponse, ErpLineItem, Invoice
 
 
@@ -87,3 +88,17 @@ def issue(d: Draft, number: str, series: str, now: datetime, erp: ErpInvoiceResp
         serviceDate=d.dates.serviceDate, issueDate=d.dates.issueDate, dueDate=d.dates.dueDate,
         paymentTermsDays=d.paymentTermsDays, deliveryChannel=d.deliveryChannel, issuedAt=now,
     )
+
+
+def erp_answer_problems(d: Draft, erp: ErpInvoiceResponse) -> list[str]:
+    """What makes a well-formed ERP answer wrong for this request (fields named, values not:
+    the answer may quote anything). The shape is checked by ErpInvoiceResponse itself."""
+    currency = d.priced.currency
+    problems = []
+    if erp.currency is not None and erp.currency.upper() != currency:
+        problems.append(f"currency: not the requested {currency}")
+    for name in ("subtotal", "taxTotal", "total"):
+        amount = getattr(erp, name)
+        if amount is not None and not fits_currency(amount, currency):
+            problems.append(f"{name}: more decimals than {currency} has")
+    return problems

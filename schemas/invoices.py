@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 
@@ -59,15 +59,29 @@ class ErpInvoiceRequest(BaseModel):
     taxes: list[TaxAmount] = Field(default_factory=list)
 
 
+# what an ERP's invoice number may be: it becomes a mail subject, a PDF's text and an object
+# key, so no spaces, no line breaks, no slashes
+ERP_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+
+
 class ErpInvoiceResponse(BaseModel):
+    """The ERP's answer, checked to its shape before anything customer-facing is built from
+    it; domain/billing.erp_answer_problems checks it against the request."""
+
     model_config = ConfigDict(extra="ignore")
 
-    invoiceNumber: str = Field(min_length=1, max_length=64)
-    invoiceId: str | None = None
+    invoiceNumber: str = Field(pattern=ERP_NUMBER)
+    invoiceId: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
     currency: str | None = None
-    subtotal: Decimal | None = None
-    taxTotal: Decimal | None = None
-    total: Decimal
+    subtotal: Decimal | None = Field(None, ge=0)
+    taxTotal: Decimal | None = Field(None, ge=0)
+    total: Decimal = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> "ErpInvoiceResponse":
+        if self.subtotal is not None and self.taxTotal is not None and self.subtotal + self.taxTotal != self.total:
+            raise ValueError("total is not subtotal + taxTotal")
+        return self
 
 
 class Invoice(BaseModel):

@@ -294,6 +294,45 @@ def test_an_erp_400_goes_to_review_once_and_is_not_retried(tmp_path, mail_sink):
     assert ctx.out("callbill.retry") == [] and len(mail_sink.messages()) == 1
 
 
+@pytest.mark.parametrize("override, named", [
+    ({"invoiceNumber": "Invoice for Jane Doe\r\nBcc: x@example.com"}, "invoiceNumber"),
+    ({"invoiceNumber": "../../etc/passwd"}, "invoiceNumber"),
+    ({"total": "999.00"}, "total is not subtotal + taxTotal"),
+    ({"total": "-1.00", "subtotal": None, "taxTotal": None}, "total"),
+    ({"currency": "EUR"}, "currency: not the requested USD"),
+    ({"total": "101.005", "subtotal": None, "taxTotal": None}, "total: more decimals than USD has"),
+], ids=["number-with-header", "number-with-path", "does-not-add-up", "negative", "other-currency", "sub-cent"])
+def test_an_erp_answer_that_is_not_a_usable_invoice_goes_to_review_not_to_the_customer(tmp_path, mail_sink,
+                                                                                        override, named):
+    """Issue 17, point 8: the ERP's answer is checked to its shape and against the request;
+    one that fails is a review item, never a subject line or a PDF."""
+    from devtools.reference_erp import ReferenceErp
+    from pipeline import Pipeline
+
+    erp = ReferenceErp(token="erp-token").start()
+    try:
+        erp.call(erp.control, answerOverrides={"r-odd": override})
+        ctx = make_context(tmp_path, erp_url=erp.url, erp_token="erp-token",
+                           smtp_url=f"smtp://127.0.0.1:{mail_sink.port}?starttls=off")
+
+        async def go():
+            async with Pipeline(ctx) as p:
+                await p.send("callbill.billable", interaction("r-ok"))
+                await p.send("callbill.billable", interaction("r-odd"))
+                await p.settle()
+        run(go())
+    finally:
+        erp.stop()
+    assert [i["interactionId"] for i in ctx.out("callbill.invoices")] == ["r-ok"]
+    assert [d["interactionId"] for d in ctx.out("callbill.documents")] == ["r-ok"]
+    [r] = ctx.out("callbill.review")
+    assert (r["interactionId"], r["reason"]) == ("r-odd", "ERP_INVALID_RESPONSE")
+    assert named in r["detail"]
+    assert "Jane" not in r["detail"] and "passwd" not in r["detail"] and "999" not in r["detail"]
+    assert len(mail_sink.messages()) == 1  # r-ok's invoice only
+    assert ctx.ledger.get("r-odd").invoiceNumber is None
+
+
 def test_a_pdf_that_cannot_be_rendered_goes_to_review(tmp_path):
     broken = tmp_path / "logo.png"
     broken.write_bytes(b"not an image at all")
