@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-USAGE = """callbill <command> [args]
+USAGE = """callbill <command> [args]    (callbill --version: the installed version)
 
 commands:
   worker [faust worker options]   run a stream worker (agents, bridge, health, metrics)
@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return 0
+    if argv[0] in ("--version", "version"):
+        from importlib.metadata import version
+
+        print(f"callbill {version('callbill')}")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "worker":

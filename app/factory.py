@@ -10,6 +10,7 @@ the stage modules: a deployment's offsets and changelogs depend on them.
 from __future__ import annotations
 
 import faust
+from faust.cli.worker import worker as faust_worker_command
 
 from agents import acks, assemble, billing, bounces, customers, delivery, documents, intake, retry, review
 from agents.context import Context
@@ -21,7 +22,7 @@ from app.web.auth import guard_stats
 from runtime import faust_fixes
 from runtime import topics as topic_specs
 from runtime.kafka import faust_credentials
-from runtime.logs import configure_logging
+from runtime.logs import configure_logging, get_logger, worker_logging_config
 from runtime.sensors import SendGuard, disable_commits
 from runtime.settings import Settings
 from runtime.writes import TrackedTable
@@ -33,7 +34,30 @@ from tables.pending import PendingTable
 from tables.reviews import ReviewQueue, ReviewTable
 from tables.suppressions import Suppressions
 
+log = get_logger("worker")
 STAGE_MODULES = (assemble, intake, billing, documents, delivery, acks, bounces, review, retry, customers)
+
+
+class QuietWorker(faust.Worker):
+    """No banner and nothing printed beside the logs: every line a worker writes is JSON
+    (runtime/logs.py); what the banner told (id, transport, store, web) is logged at start."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["quiet"] = True
+        super().__init__(*args, **kwargs)
+
+    async def on_startup_finished(self) -> None:
+        conf = self.app.conf
+        log.info("worker started", extra={"reason": f"id {conf.id}, store {conf.store}, web {conf.web_bind}:{conf.web_port}"})
+        await super().on_startup_finished()
+
+
+def _no_banner(command: object, worker: object) -> None:
+    """Faust's worker command prints an ASCII table when a worker is created, with
+    `faust -A app worker` as with `callbill worker`; the start is logged instead."""
+
+
+faust_worker_command.on_worker_created = _no_banner
 
 
 class CallbillApp(faust.App):
@@ -87,6 +111,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
         web_metrics_enabled=False,
         # table changelog sends can be awaited by a stage (runtime/writes.py)
         Table=TrackedTable,
+        Worker=QuietWorker,
+        logging_config=worker_logging_config(settings.log_level),
     )
     app.topics_by_name = topic_specs.declare(app)
     app.sensors.add(SendGuard(app))

@@ -59,6 +59,20 @@ def configure_logging(level: str) -> None:
     log.propagate = False
 
 
+def worker_logging_config(level: str) -> dict:
+    """The worker's whole logging, for Faust (`logging_config`): every line on stdout is one
+    JSON object, Faust's, mode's and aiokafka's included, so a log shipper needs no parser for
+    plain text. Python warnings are logged too (logging.captureWarnings)."""
+    logging.captureWarnings(True)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+        "root": {"level": logging.getLevelName(max(logging.INFO, _level(level))), "handlers": ["json"]},
+    }
+
+
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"callbill.{name}")
 

@@ -249,5 +249,11 @@ def test_replaying_a_whole_day_sends_nothing_twice(make_worker, kafka_bootstrap,
     assert len(read_json(kafka_bootstrap, w.topic("callbill.invoices"), timeout=5)) == n  # no new invoice
     log = w.log_path.read_text(errors="replace")  # an end-to-end run through the bridge: nothing personal logged
     assert '"interactionId": "day-0"' in log or '"interactionId":"day-0"' in log
+    # every line the worker wrote (stdout and stderr) is one JSON object, Faust's and
+    # aiokafka's own included: no banner, no plain text (issue 17, point 13)
+    lines = [line for line in log.splitlines() if line.strip()]
+    docs = [json.loads(line) for line in lines]  # raises on the first line that is not JSON
+    assert all({"time", "level", "logger", "message"} <= set(d) for d in docs)
+    assert {d["logger"].split(".")[0] for d in docs} >= {"callbill", "faust"}
     for secret in ("r@example.com", "Jane Doe", "Springfield", ADMIN):
         assert secret not in log, secret

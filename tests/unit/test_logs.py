@@ -26,3 +26,12 @@ def test_a_line_names_the_interaction_being_handled():
         assert json.loads(fmt.format(rec))["interactionId"] == "explicit"
     finally:
         current_interaction.reset(token)
+
+
+def test_callbill_version_names_the_installed_version():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "app.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"callbill {version('callbill')}"
