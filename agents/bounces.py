@@ -19,7 +19,7 @@ from pathlib import Path
 import faust
 
 from agents.context import Context
-from agents.routing import guarded, parse
+from agents.routing import guarded, parse, source_of
 from runtime.logs import get_logger
 from runtime.metrics import STAGE_OUTCOMES
 from domain.backoff import next_delay
@@ -37,7 +37,7 @@ def bounce_of(ctx: Context, report: BounceReport) -> Bounce:
     iid = interaction_of(report.messageId, ctx.services.transports.mail_domain())
     return Bounce(address=suppression_key(report.address), kind=report.kind, status=report.status,
                   diagnostic=report.diagnostic, interactionId=iid, messageId=report.messageId,
-                  source=report.source)  # type: ignore[arg-type]
+                  source=report.source, eventId=report.eventId)  # type: ignore[arg-type]
 
 
 async def publish_bounce(ctx: Context, b: Bounce) -> None:
@@ -55,9 +55,24 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
     b: Bounce = parse(Bounce, event.value)
     iid = b.interactionId
     entry = ctx.ledger.get(iid) if iid else None
-    if b.kind == "soft" and entry is not None and entry.softBounces + 1 < ctx.settings.soft_bounce_limit:
-        n = entry.softBounces + 1
-        ctx.ledger.update(iid, softBounces=n, deliveryAttempt=entry.deliveryAttempt + 1, state=State.DOCUMENTED)
+    source = source_of(event)
+    again = False  # this very message read again after a crash: its outputs may be lost, its count is not
+    seen: dict[str, object] = {}
+    if entry is not None and b.eventId is not None:
+        if b.eventId in entry.bounceEvents:
+            if entry.bounceSource != source:
+                # the provider sent it again, or someone replayed it: counted once
+                await ctx.audit(STAGE, iid, "REPEATED_BOUNCE", b.source)
+                return
+            again = True
+        else:
+            seen = {"bounceEvents": [*entry.bounceEvents, b.eventId][-20:], "bounceSource": source}
+    soft_count = entry.softBounces + (0 if again else 1) if entry is not None else 0
+    if b.kind == "soft" and entry is not None and soft_count < ctx.settings.soft_bounce_limit:
+        n = soft_count
+        if not again:
+            ctx.ledger.update(iid, softBounces=n, deliveryAttempt=entry.deliveryAttempt + 1, state=State.DOCUMENTED,
+                              **seen)
         if entry.document:
             delay = ctx.settings.retry_base_delay + next_delay(n, ctx.settings.retry_base_delay, ctx.settings.retry_max_delay)
             await ctx.publish("callbill.retry", iid, RetryItem(
@@ -76,7 +91,7 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
     failed = {**(entry.delivery.model_dump(mode="json") if entry.delivery else {}), "status": "FAILED",
               "reason": f"{reason} bounce"}
     ctx.ledger.update(iid, state=State.REVIEW, reason="PENDING_REVIEW:BOUNCED", delivery=failed,
-                 softBounces=entry.softBounces + (b.kind == "soft"))
+                      softBounces=entry.softBounces + (b.kind == "soft" and not again), **seen)
     await ctx.review(STAGE, iid, "PENDING_REVIEW:BOUNCED",
                  detail=f"email {reason} bounce{' ' + b.status if b.status else ''}: the address is suppressed; "
                         "update the customer's contact details and resubmit")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
 from adapters.erp import ErpClient
 from adapters.genesys import GenesysClient, WrapupCodes
 from adapters.render_pool import RenderPool
+from adapters.sns import SnsClient
 from adapters.storage import FileStore, ObjectStore, store_from_url
 from app.delivery import Transports
 from domain.invoice_pdf import Seller
 from domain.links import renew_token
+from domain.provider_auth import sendgrid_public_key
 from domain.pricing import RateCard, load_rate_card
 from runtime.settings import Settings
 
@@ -73,6 +77,16 @@ class Services:
     def renew_url(self, number: str, key: str) -> str:
         s = self.settings
         return f"{s.public_url.rstrip('/')}/invoices/{number}/link?token={renew_token(s.link_key, key)}"
+
+    # --- provider bounce notifications
+    @cached_property
+    def sns(self) -> SnsClient:
+        return SnsClient(self.settings.sns_cert_hosts)
+
+    @cached_property
+    def sendgrid_key(self) -> EllipticCurvePublicKey | None:
+        key = self.settings.sendgrid_public_key
+        return sendgrid_public_key(key) if key else None
 
     @cached_property
     def renderer(self) -> RenderPool:

@@ -55,6 +55,7 @@ class BounceReport:
     diagnostic: str | None
     messageId: str | None
     source: str
+    eventId: str | None = None  # the provider's id of this event: a retry or a replay carries the same
 
 
 class BounceParseError(ValueError):
@@ -287,8 +288,10 @@ def _parse_ses(note: dict[str, Any]) -> list[BounceReport]:
         else:
             status = _status(entry.get("status"), entry.get("diagnosticCode"))
             diagnostic = _diagnostic(entry.get("diagnosticCode"))
+        feedback = body.get("feedbackId") if isinstance(body, dict) else None
         reports.append(BounceReport(address=address, kind=kind, status=status, diagnostic=diagnostic,
-                                    messageId=message_id, source="ses"))
+                                    messageId=message_id, source="ses",
+                                    eventId=f"ses:{feedback[:200]}/{n}" if isinstance(feedback, str) and feedback else None))
     return reports
 
 
@@ -314,9 +317,11 @@ def _parse_sendgrid(events: list[Any]) -> list[BounceReport]:
             raise BounceParseError(f"bounce entry {n} has no recipient address")
         reason = event.get("reason") if isinstance(event.get("reason"), str) else event.get("response")
         status = None if kind == "complaint" else _status(event.get("status"), reason)
+        event_id = event.get("sg_event_id")
         reports.append(BounceReport(address=address, kind=kind, status=status,
                                     diagnostic=_diagnostic(reason, typed=False),
-                                    messageId=_message_id(event.get("smtp-id")), source="sendgrid"))
+                                    messageId=_message_id(event.get("smtp-id")), source="sendgrid",
+                                    eventId=f"sendgrid:{event_id[:200]}" if isinstance(event_id, str) and event_id else None))
     return reports
 
 

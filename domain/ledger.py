@@ -76,6 +76,8 @@ class LedgerEntry(BaseModel):
     delivery: SendRecord | None = None
     deliverySource: str | None = None  # the document message this outcome (or unconfirmed review) records
     softBounces: int = 0
+    bounceEvents: list[str] = []  # the provider event ids seen (the last 20): a replayed notification counts once
+    bounceSource: str | None = None  # the bounce message that recorded the last of them (read again: not a replay)
     reissued: list[str] = []  # replay runs (--force-reissue) whose new delivery attempt was opened
     # the "Processing Received" acknowledgement, under the same rule
     ackIntent: SendRecord | None = None

@@ -19,6 +19,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.provider_auth import AWS_CERT_HOSTS, sendgrid_public_key
+
 
 # renamed for what they drive; the old names are read until the next release (CHANGELOG.md)
 DEPRECATED = {"CALLBILL_ERP_BACKOFF_BASE": "CALLBILL_BACKOFF_BASE", "CALLBILL_ERP_BACKOFF_CAP": "CALLBILL_BACKOFF_CAP",
@@ -178,6 +180,10 @@ class Settings(BaseSettings):
     delivery_attempts: int = Field(4, ge=1, description="Send attempts inside the delivery agent before the invoice is parked on callbill.retry.")
     bounce_maildir: Path | None = Field(None, description="Directory of bounce messages (DSNs) to read; each file is published to callbill.bounces and moved to processed/.")
     bounce_poll_interval: float = Field(5.0, gt=0, description="Seconds between scans of CALLBILL_BOUNCE_MAILDIR.")
+    sns_topic_arns: str = Field("", description="Comma-separated ARNs of the SNS topics whose SES bounce and complaint notifications POST /bounces/ses accepts (signed by SNS; subscriptions are confirmed). Empty: the endpoint is off.")
+    sns_cert_hosts: str = Field(AWS_CERT_HOSTS, description="Regular expression of the hosts SNS signing certificates and subscription URLs may come from (https only).")
+    sendgrid_public_key: str | None = Field(None, description="The SendGrid Event Webhook's verification key (base64, as SendGrid shows it, or PEM): POST /bounces/sendgrid accepts events signed with it. Unset: the endpoint is off.")
+    sendgrid_max_age: float = Field(600.0, gt=0, description="Seconds a signed SendGrid post is accepted after its timestamp (an older one is a replay).")
 
     # --- Genesys Cloud -------------------------------------------------------------
     genesys_region: str = Field("mypurecloud.com", description="Genesys Cloud region domain (e.g. mypurecloud.ie).")
@@ -197,6 +203,26 @@ class Settings(BaseSettings):
                 warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
                 logging.getLogger("callbill.settings").warning("deprecated setting", extra={"reason": f"{old}: use {new}"})
         return self
+
+    @field_validator("sns_cert_hosts")
+    @classmethod
+    def _host_pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"CALLBILL_SNS_CERT_HOSTS is not a regular expression ({e.msg})") from None
+        return v
+
+    @field_validator("sendgrid_public_key")
+    @classmethod
+    def _sendgrid_key(cls, v: str | None) -> str | None:
+        if v:
+            sendgrid_public_key(v)  # fail at start, not at the first event
+        return v
+
+    @property
+    def sns_topic_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.sns_topic_arns.split(",") if a.strip())
 
     @field_validator("store")
     @classmethod

@@ -58,6 +58,7 @@ class Bounce(BaseModel):
     interactionId: str | None = None
     messageId: str | None = None
     source: Literal["smtp", "dsn", "ses", "sendgrid"]
+    eventId: str | None = Field(None, max_length=256)  # the provider's event id: a replay is counted once
     time: AwareDatetime = Field(default_factory=utcnow)
 
 

@@ -15,6 +15,9 @@ from domain.ledger import LedgerEntry
 from schemas.events import utcnow
 
 NAME = "ledger"
+# fields added after the recorded 0.1.0 ledger (tests/stages/test_ledger_compat.py): written
+# only once set, so an entry that never needed them keeps the shape an older worker wrote
+WRITTEN_WHEN_SET = ("bounceEvents", "bounceSource")
 
 
 def define(app: Any, partitions: int) -> Any:
@@ -34,7 +37,11 @@ class Ledger:
         return LedgerEntry.model_validate(raw) if raw else None
 
     def put(self, interaction_id: str, entry: LedgerEntry) -> None:
-        self.table[interaction_id] = entry.model_dump(mode="json")
+        value = entry.model_dump(mode="json")
+        for name in WRITTEN_WHEN_SET:
+            if not value.get(name):
+                value.pop(name, None)
+        self.table[interaction_id] = value
 
     def update(self, interaction_id: str, **changes: Any) -> LedgerEntry | None:
         """Read and write in one step (no await between), so concurrent stages (delivery and

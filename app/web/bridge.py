@@ -142,6 +142,10 @@ def parse_json(request: Request, body: bytes) -> Any:
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise Refusal(415, "Content-Type must be application/json")
+    return decode_json(body)
+
+
+def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:

@@ -223,6 +223,26 @@ def test_a_soft_bounce_allows_one_more_attempt_and_a_hard_one_suppresses_and_rev
     assert ctx.ledger.get("gen-1").state is State.REVIEW
 
 
+def test_a_notification_sent_twice_is_counted_once_and_one_read_again_redoes_its_outputs(tmp_path):
+    """Issue 17, point 11: a provider's retry or a replay carries the same event id."""
+    ctx = make_context(tmp_path, soft_bounce_limit=3)
+    documented(ctx)
+    soft = Bounce(address="jane@example.com", kind="soft", status="4.2.2", interactionId="gen-1", source="ses",
+                  eventId="ses:feedback-1/1")
+    first = event(soft, topic="callbill.bounces", key="gen-1", offset=1)
+    run(bounces.handle(ctx, first))
+    run(bounces.handle(ctx, event(soft, topic="callbill.bounces", key="gen-1", offset=2)))  # sent again
+    assert ctx.outcomes("bounces") == ["SOFT_BOUNCE", "REPEATED_BOUNCE"]
+    assert ctx.ledger.get("gen-1").softBounces == 1 and ctx.ledger.get("gen-1").deliveryAttempt == 2
+    assert len(ctx.out("callbill.retry")) == 1
+    run(bounces.handle(ctx, first))  # the first message read again after a crash: its retry may be lost
+    assert ctx.outcomes("bounces")[-1] == "SOFT_BOUNCE" and len(ctx.out("callbill.retry")) == 2
+    assert ctx.ledger.get("gen-1").softBounces == 1 and ctx.ledger.get("gen-1").deliveryAttempt == 2
+    other = soft.model_copy(update={"eventId": "ses:feedback-2/1"})  # a new soft bounce counts
+    run(bounces.handle(ctx, event(other, topic="callbill.bounces", key="gen-1", offset=3)))
+    assert ctx.ledger.get("gen-1").softBounces == 2
+
+
 def test_retry_sends_a_due_item_back_with_its_attempt_and_refuses_other_topics(tmp_path):
     ctx = make_context(tmp_path)
     item = RetryItem(interactionId="gen-1", stage="billing", topic="callbill.billable", attempt=2,

@@ -261,7 +261,8 @@ def ses_bounce(bounce_type="Permanent", **recipient):
 def test_ses_permanent_bounce_is_hard_with_our_message_id():
     assert parse_provider(ses_bounce()) == [BounceReport(
         address="jane@example.com", kind="hard", status="5.1.1",
-        diagnostic="550 5.1.1 user unknown <address>", messageId=MSGID, source="ses")]
+        diagnostic="550 5.1.1 user unknown <address>", messageId=MSGID, source="ses",
+        eventId="ses:0102019abc-feedback/1")]  # SES's feedbackId: a retry or a replay has the same
 
 
 @pytest.mark.parametrize("bounce_type", ["Transient", "Undetermined"])
