@@ -9,7 +9,10 @@ import re
 from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator,
+    model_validator,
+)
 
 
 def _integral(v: Any) -> Any:
@@ -18,6 +21,13 @@ def _integral(v: Any) -> Any:
 
 # JSON has one number type: 60.0 is the integer 60 (as JSON Schema says), "60" is not.
 JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
+def _text_time(value: Any) -> Any:
+    """ISO 8601 text, as the published schema says; a number would be read as Unix seconds."""
+    if not isinstance(value, str):
+        raise ValueError("a date-time string with an offset, like 2026-11-24T22:15:00Z")
+    return value
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 EVENT_TOPIC = re.compile(
@@ -34,25 +44,27 @@ class WebhookPayload(BaseModel):
     # null, empty or absent are all accepted here: intake routes them to review
     # (the guide's first trap), it must not be a 4xx that the sender drops.
     customerId: StrictStr | None = Field(None, max_length=128)
-    timestamp: AwareDatetime
+    timestamp: Annotated[AwareDatetime, BeforeValidator(_text_time)]
     durationSeconds: JsonInt = Field(ge=0, le=7 * 24 * 3600)
     agentName: StrictStr | None = Field(None, max_length=256)
     serviceType: StrictStr | None = Field(None, max_length=256)
     billingCode: StrictStr = Field(max_length=256)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _lengths_as_sent(cls, data: Any) -> Any:
-        """maxLength holds for the text as sent, as the published schema says: whitespace is
-        stripped first otherwise, and an over-long value padded with newlines got in (found by
-        tests/e2e/test_openapi.py)."""
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                value = data.get(name)
-                limit = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
-                if isinstance(value, str) and limit is not None and len(value) > limit:
-                    raise ValueError(f"{name} is longer than {limit} characters")
-        return data
+    def _as_sent(cls, value: Any, info: ValidationInfo) -> Any:
+        """maxLength and pattern hold for the text as sent, as the published schema says:
+        whitespace is stripped first otherwise, and a value padded with newlines or a
+        vertical tab got in (found by tests/e2e/test_openapi.py)."""
+        if isinstance(value, str) and info.field_name:
+            metadata = cls.model_fields[info.field_name].metadata
+            limit = next((m.max_length for m in metadata if isinstance(m, MaxLen)), None)
+            if limit is not None and len(value) > limit:
+                raise ValueError(f"longer than {limit} characters")
+            pattern = next((p for m in metadata if (p := getattr(m, "pattern", None))), None)
+            if pattern is not None and not re.fullmatch(pattern, value):
+                raise ValueError(f"does not match {pattern}")
+        return value
 
 
 class EventBridgeDetail(BaseModel):

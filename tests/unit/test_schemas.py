@@ -77,5 +77,7 @@ def test_a_webhook_value_is_as_long_as_sent_before_whitespace_is_stripped():
 
     base = {"interactionId": "z", "timestamp": "2026-11-24T22:15:00Z", "durationSeconds": 5, "billingCode": "x"}
     assert WebhookPayload.model_validate({**base, "agentName": "  Alex  "}).agentName == "Alex"
-    with pytest.raises(pydantic.ValidationError, match="agentName is longer than 256 characters"):
+    with pytest.raises(pydantic.ValidationError, match="agentName\n  Value error, longer than 256 characters"):
         WebhookPayload.model_validate({**base, "agentName": "a" + "\n" * 300})
+    with pytest.raises(pydantic.ValidationError, match="interactionId\n  Value error, does not match"):
+        WebhookPayload.model_validate({**base, "interactionId": "\x0b8"})  # a vertical tab, then a valid id
