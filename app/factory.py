@@ -18,7 +18,7 @@ from app.bootstrap import Services, build_services
 from app.web import admin, bridge, health
 from app.web import bounces as provider_bounces
 from app.web import documents as document_links
-from app.web.auth import guard_stats
+from app.web.auth import Gate
 from runtime import faust_fixes
 from runtime import topics as topic_specs
 from runtime.kafka import faust_credentials
@@ -32,6 +32,7 @@ from tables.directory import Directory
 from tables.ledger import Ledger
 from tables.pending import PendingTable
 from tables.reviews import ReviewQueue, ReviewTable
+from tables.sessions import Sessions
 from tables.suppressions import Suppressions
 
 log = get_logger("worker")
@@ -83,6 +84,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
     faust_fixes.apply()  # before the app exists: see the module
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sessions = Sessions()
+    gate = Gate(settings, sessions)  # who may use the review pages, the API and the stats page
     app = CallbillApp(
         settings.app_id,
         broker=settings.broker_url,
@@ -104,8 +107,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
         web_host=settings.web_host,
         # The built-in table pages would serve the customer directory to anyone.
         web_tables_enabled=False,
-        web_stats_enabled=settings.web_stats,  # behind the admin token (app/web/auth.py)
-        web_application_options={"middlewares": [guard_stats]},
+        web_stats_enabled=settings.web_stats,  # for verified principals only (app/web/auth.py)
+        web_application_options={"middlewares": [gate.stats_guard()]},
         web_graph_enabled=False,
         web_router_enabled=False,
         web_metrics_enabled=False,
@@ -126,12 +129,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
         partitions=lambda topic: app.consumer.topic_partitions(topic),
     )
     app.ctx = ctx
-    for view in (ctx.directory, ctx.suppressions, ctx.review_queue):
+    for view in (ctx.directory, ctx.suppressions, ctx.review_queue, sessions):
         follow_on(app, view, settings.kafka_bootstrap)
+    gate.send = lambda key, value: ctx.send_raw("callbill.sessions", key, value)  # type: ignore[arg-type]
     for stage in STAGE_MODULES:
         stage.register(app, ctx)
     producer = bridge.register(app, ctx)
     health.register(app, ctx, producer)
-    for web in (admin, document_links, provider_bounces):
-        web.register(app, ctx)
+    admin.register(app, ctx, gate)
+    document_links.register(app, ctx, gate)
+    provider_bounces.register(app, ctx)
     return app

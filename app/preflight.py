@@ -47,6 +47,15 @@ def checked_settings() -> Settings:
         except (OSError, ssl.SSLError) as e:
             raise ValueError(f"CALLBILL_KAFKA_SSL_CAFILE: {s.kafka_ssl_cafile} is not a readable CA bundle "
                              f"({type(e).__name__})") from None
+    if s.operators_file:
+        from adapters.operators import Accounts, AccountsError
+
+        if not s.operators_file.parent.is_dir():
+            raise ValueError(f"CALLBILL_OPERATORS_FILE: {s.operators_file.parent} is not a directory")
+        try:
+            Accounts.load(s.operators_file)  # absent is fine: `callbill operators add` creates it
+        except AccountsError as e:
+            raise ValueError(f"CALLBILL_OPERATORS_FILE: {e}") from None
     s.link_key  # noqa: B018 - refuses to start without a key for document links
     try:
         InvoiceRenderer(s.invoice_template).check()

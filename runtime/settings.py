@@ -96,11 +96,16 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="Port of the worker's web server (bridge, health, metrics).")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to.")
     log_level: str = Field("info", description="Log level of the worker.")
-    web_stats: bool = Field(False, description="Serve Faust's stats pages (/ and /assignment/) behind CALLBILL_ADMIN_TOKEN.")
+    web_stats: bool = Field(False, description="Serve Faust's stats pages (/ and /assignment/) to signed-in operators and client tokens (any role).")
 
     # --- Bridge ------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(None, description="Shared secret for X-Callbill-Signature HMAC or Bearer auth. Unset: the bridge refuses every event (401).")
-    admin_token: SecretStr | None = Field(None, description="Token for operator pages and APIs. Unset: they are closed.")
+    admin_token: SecretStr | None = Field(None, description="Development only: one bearer token for the review API and stats page, recorded as admin-token (production refuses it; give each client its own token with `callbill operators token`).")
+    operators_file: Path | None = Field(None, description="The operators file: named accounts (argon2id password hashes) with a role, viewer or operator, and client tokens for the API; written by `callbill operators`, re-read when it changes. Unset: only CALLBILL_ADMIN_TOKEN opens the API and nobody can sign in.")
+    session_hours: float = Field(8.0, gt=0, le=24 * 7, description="Hours a review-page session lasts from sign-in; it ends earlier at sign-out or `callbill operators revoke`.")
+    login_attempts: int = Field(5, ge=1, description="Failed sign-ins allowed per name and per client address within CALLBILL_LOGIN_WINDOW before further attempts are refused (429).")
+    login_window: float = Field(300.0, gt=0, description="Seconds over which failed sign-ins are counted (and a refused client waits).")
+    api_token: SecretStr | None = Field(None, description="The client token `callbill review` sends (from `callbill operators token NAME`); the worker does not use it.")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted request body at the bridge (413 above).")
     bridge_ack_timeout: float = Field(5.0, gt=0, description="Seconds the bridge waits for Kafka to acknowledge before answering 503.")
     bridge_retry_after: int = Field(5, ge=1, description="Retry-After seconds in the bridge's 503 answers.")
@@ -277,9 +282,16 @@ class Settings(BaseSettings):
             if not self.store.startswith("rocksdb://"):
                 problems.append("CALLBILL_STORE must be rocksdb:// in production (memory:// rebuilds every table "
                                 "from its changelog at each start)")
-            for name in ("webhook_secret", "admin_token", "link_secret"):
+            for name in ("webhook_secret", "link_secret"):
                 if not getattr(self, name):
                     problems.append(f"CALLBILL_{name.upper()} is required in production")
+            if not self.operators_file:
+                problems.append("CALLBILL_OPERATORS_FILE is required in production (named operators and client "
+                                "tokens for the review pages and API)")
+            if self.admin_token:
+                problems.append("CALLBILL_ADMIN_TOKEN is refused in production: a shared token names no one in the "
+                                "audit trail; sign operators in with CALLBILL_OPERATORS_FILE and give each API client "
+                                "its own token (callbill operators token NAME)")
             if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
                 problems.append(f"CALLBILL_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}: production "
                                 "needs SSL or SASL_SSL (credentials and invoices must not cross the network in clear)")

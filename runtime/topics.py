@@ -17,7 +17,7 @@ from schemas.customers import Customer
 from schemas.deliveries import AckDue, Bounce, Delivery, PostalJob, Suppression
 from schemas.documents import DocumentStored
 from schemas.events import (
-    AuditEvent, DeadLetter, InteractionCompleted, RetryItem, ReviewAction, ReviewItem, ReviewRecord,
+    AuditEvent, DeadLetter, InteractionCompleted, OperatorSession, RetryItem, ReviewAction, ReviewItem, ReviewRecord,
 )
 from schemas.genesys import ProducedGenesysEvent
 from schemas.invoices import Invoice
@@ -61,6 +61,8 @@ SPECS: tuple[TopicSpec, ...] = (
               90 * DAY, inbound=True, key="interactionId, else the address"),
     TopicSpec("callbill.suppressions", "suppressed addresses (key address, null value lifts)", Suppression,
               compacted=True, key="the address, lower case"),
+    TopicSpec("callbill.sessions", "operators' review-page sessions (key: SHA-256 of the session id; null: signed out)",
+              OperatorSession, compacted=True, key="SHA-256 of the session id (hex)"),
     TopicSpec("callbill.acks", "acknowledgement timers: due 'Processing Received' checks", AckDue, 2 * DAY),
     TopicSpec("crm.customers", "customer directory (key customerId, null value deletes)", Customer, compacted=True,
               inbound=True, key="customerId"),

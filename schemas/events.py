@@ -114,3 +114,12 @@ class ReviewAction(BaseModel):
     note: str | None = Field(None, max_length=1000)
     customerId: str | None = Field(None, max_length=128)  # MISSING_CUSTOMER: the customer to bill
     time: AwareDatetime = Field(default_factory=utcnow)
+
+
+class OperatorSession(BaseModel):
+    """A signed-in operator on the compacted callbill.sessions (key: SHA-256 of the session id,
+    never the id itself); a null value ends the session (sign-out)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    issuedAt: AwareDatetime
+    expiresAt: AwareDatetime

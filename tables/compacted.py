@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel, ValidationError
 
 from runtime.kafka import client_kwargs
 from runtime.logs import get_logger
@@ -38,6 +39,28 @@ class CompactedView:
         wrongly find nothing (a known customer sent to review, a suppressed address mailed)."""
         if not self.caught_up.is_set():
             await self.caught_up.wait()
+
+
+class ModelView(CompactedView):
+    """A view whose values are records of one model: key -> the latest readable record."""
+
+    model: type[BaseModel]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.entries.pop(key, None)
+            return
+        try:
+            self.entries[key] = self.model.model_validate_json(value)
+        except ValidationError:  # a producer's mistake must not stop the view
+            log.warning("unreadable record skipped", extra={"stage": self.name})
 
 
 def follow_on(app: Any, view: CompactedView, bootstrap: str) -> None:

@@ -12,13 +12,9 @@ from datetime import datetime
 from collections.abc import MutableMapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from runtime.logs import get_logger
 from schemas.events import ReviewRecord
-from tables.compacted import CompactedView
+from tables.compacted import ModelView
 
-log = get_logger("reviews")
 NAME = "reviews"
 
 
@@ -38,25 +34,15 @@ class ReviewTable:
         self.table[record.interactionId] = record.model_dump(mode="json")
 
 
-class ReviewQueue(CompactedView):
+class ReviewQueue(ModelView):
     name = "review-queue"
     topic = "callbill.reviews"
+    model = ReviewRecord
+    entries: dict[str, ReviewRecord]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[str, ReviewRecord] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def apply(self, key: str, value: bytes | None) -> None:
-        if value is None:
-            self.items.pop(key, None)
-            return
-        try:
-            self.items[key] = ReviewRecord.model_validate_json(value)
-        except ValidationError:
-            log.warning("unreadable review record skipped", extra={"stage": "reviews"})
+    @property
+    def items(self) -> dict[str, ReviewRecord]:
+        return self.entries
 
     def select(self, status: str | None = "OPEN", reason: str | None = None, stage: str | None = None,
                min_age: float | None = None, now: datetime | None = None) -> list[ReviewRecord]:

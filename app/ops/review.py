@@ -1,12 +1,13 @@
 """`callbill review list|show|resubmit|dismiss`: the review API from the command line.
 
-Talks to a running worker (`--url`, default the configured web address) with
-CALLBILL_ADMIN_TOKEN; the actor is `--actor` or the login name.
+Talks to a running worker (`--url`, default the configured web address) with the client
+token in CALLBILL_API_TOKEN (`callbill operators token NAME`), or CALLBILL_ADMIN_TOKEN in
+development. The audit trail records the client the token belongs to: the worker verifies
+who acts, the command cannot claim a name.
 """
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 
@@ -19,7 +20,6 @@ def main(argv: list[str]) -> int:
     s = get_settings()
     p = argparse.ArgumentParser(prog="callbill review")
     p.add_argument("--url", default=f"http://{s.web_host}:{s.web_port}")
-    p.add_argument("--actor", default=None, help="who acts (default: your login name)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list")
@@ -37,11 +37,12 @@ def main(argv: list[str]) -> int:
     ds.add_argument("interaction_id")
     ds.add_argument("--note", required=True)
     args = p.parse_args(argv)
-    if not s.admin_token:
-        print("callbill review: set CALLBILL_ADMIN_TOKEN", file=sys.stderr)
+    token = s.api_token or s.admin_token
+    if not token:
+        print("callbill review: set CALLBILL_API_TOKEN (a client token: callbill operators token NAME)",
+              file=sys.stderr)
         return 2
-    actor = args.actor or getpass.getuser()
-    headers = {"Authorization": f"Bearer {s.admin_token.get_secret_value()}", "X-Callbill-Actor": actor}
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
     try:
         with httpx.Client(base_url=args.url, headers=headers, timeout=60) as c:
             if args.cmd == "list":
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
             elif args.cmd == "show":
                 r = c.get(f"/api/review/{args.interaction_id}")
             else:
-                body = {"actor": actor, "note": args.note}
+                body = {"note": args.note}
                 if args.cmd == "resubmit" and args.customer_id:
                     body["customerId"] = args.customer_id
                 r = c.post(f"/api/review/{args.interaction_id}/{args.cmd}", json=body)

@@ -1,20 +1,18 @@
-"""Operator pages and API behind CALLBILL_ADMIN_TOKEN: the review queue, and the guard
-that puts Faust's stats page behind the same token.
+"""The review queue for operators: pages and API, behind app/web/auth.py.
 
-API: `Authorization: Bearer <token>` and `X-Callbill-Actor: <who>` on actions.
+API: `Authorization: Bearer <client token>`.
   GET  /api/review?status=OPEN&reason=&stage=&min_age=   the queue (oldest first)
   GET  /api/review/{id}                                   an item and its interaction's story
-  POST /api/review/{id}/resubmit {actor, customerId?, note?}
-  POST /api/review/{id}/dismiss  {actor, note}
-Pages (server-rendered, no front-end build): /review/login, /review, /review/{id}; the
-session is a cookie holding the operator's name signed with the token (SameSite=Strict,
-HttpOnly). A request without valid credentials gets 401 and learns nothing else.
-Actions are published to callbill.review-actions and applied by the worker that owns
-the interaction (agents/review.py); each is audited with who and when.
+  POST /api/review/{id}/resubmit {customerId?, note?}     operator role
+  POST /api/review/{id}/dismiss  {note}                   operator role
+Pages (server-rendered, no front-end build): /review/login, /review, /review/{id},
+/review/logout. A request without valid credentials gets 401 and learns nothing else; a
+viewer's action gets 403. Actions are published to callbill.review-actions and applied by
+the worker that owns the interaction (agents/review.py); each is audited with the
+verified operator and the time.
 """
 from __future__ import annotations
 
-import hmac
 import html
 import json
 from datetime import datetime
@@ -25,14 +23,20 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
+from adapters.operators import Principal
 from agents.context import Context
-from app.web.auth import COOKIE, SECURITY, actor_of, admin_token, session_cookie
+from app.web.auth import COOKIE, SECURITY, Gate
 from schemas.events import ReviewAction, ReviewRecord, utcnow
 
 
 def unauthorized(view: View) -> Response:
     return view.json({"error": "unauthorized"}, status=401,
                      headers={**SECURITY, "WWW-Authenticate": 'Bearer realm="callbill"'})
+
+
+def forbidden(view: View, who: Principal) -> Response:
+    return view.json({"error": f"forbidden: the {who.role} role reads the queue; acting needs the operator role"},
+                     status=403, headers=SECURITY)
 
 
 def public(r: ReviewRecord, now: datetime) -> dict[str, Any]:
@@ -106,8 +110,13 @@ td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 .muted{color:#777}form.inline{display:inline}input,select,textarea{font:inherit}.flash{background:#eef;padding:6px}"""
 
 
-def page(title: str, body: str, who: str | None = None) -> str:
-    user = f'<p class="muted">signed in as {html.escape(who)}</p>' if who else ""
+def page(title: str, body: str, who: Principal | None = None) -> str:
+    user = ""
+    if who is not None:
+        out = ("<form class='inline' method='post' action='/review/logout'><button id='signout'>Sign out</button></form>"
+               if who.kind == "operator" else "")
+        user = (f'<p class="muted" id="who">signed in as {html.escape(who.actor)} ({html.escape(who.role)}) '
+                f'{out}</p>')
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)} — callbill</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{user}{body}</body></html>")
 
@@ -127,24 +136,28 @@ def _html(view: View, text: str, status: int = 200, headers: dict[str, str] | No
 
 
 def _redirect(ctx: Context, location: str, cookie: str | None = None) -> aioweb.Response:
+    """`cookie`: a session id to set, or "" to end the browser's session."""
     resp = aioweb.Response(status=303, headers={**SECURITY, "Location": location})
-    if cookie is not None:
+    if cookie:
         resp.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/",
-                        secure=ctx.settings.public_url.startswith("https://"), max_age=12 * 3600)
+                        secure=ctx.settings.public_url.startswith("https://"),
+                        max_age=int(ctx.settings.session_hours * 3600))
+    elif cookie == "":
+        resp.del_cookie(COOKIE, path="/")
     return resp
 
 
 LOGIN_FORM = """<form method="post" action="/review/login">
-<p><label>Your name <input name="name" id="name" required maxlength="100"></label></p>
-<p><label>Admin token <input name="token" id="token" type="password" required></label></p>
-<p><button type="submit" id="signin">Sign in</button></p></form>"""
+<p><label>Name <input name="name" id="name" required maxlength="100" autocomplete="username"></label></p>
+<p><label>Password <input name="password" id="password" type="password" required autocomplete="current-password">
+</label></p><p><button type="submit" id="signin">Sign in</button></p></form>"""
 
 
-def register(app: Any, ctx: Context) -> None:
+def register(app: Any, ctx: Context, gate: Gate) -> None:
     @app.page("/api/review")
     class ReviewListApi(View):
         async def get(self, request: Request) -> Response:
-            if actor_of(request) is None:
+            if await gate.principal(request) is None:
                 return unauthorized(self)
             now = utcnow()
             items = ctx.review_queue.select(now=now, **_filters(request))
@@ -153,7 +166,7 @@ def register(app: Any, ctx: Context) -> None:
     @app.page("/api/review/{iid}")
     class ReviewItemApi(View):
         async def get(self, request: Request, iid: str) -> Response:
-            if actor_of(request) is None:
+            if await gate.principal(request) is None:
                 return unauthorized(self)
             r = ctx.review_queue.items.get(iid)
             if r is None:
@@ -170,9 +183,11 @@ def register(app: Any, ctx: Context) -> None:
     @app.page("/api/review/{iid}/{action}")
     class ReviewActionApi(View):
         async def post(self, request: Request, iid: str, action: str) -> Response:
-            who = actor_of(request)
+            who = await gate.principal(request)
             if who is None:
                 return unauthorized(self)
+            if not who.can_act:
+                return forbidden(self, who)
             if action not in ("resubmit", "dismiss"):
                 return self.json({"error": "unknown action"}, status=404, headers=SECURITY)
             try:
@@ -182,7 +197,8 @@ def register(app: Any, ctx: Context) -> None:
             except ValueError:
                 return self.json({"error": "body must be a JSON object"}, status=400, headers=SECURITY)
             try:
-                a = ReviewAction(interactionId=iid, action=action, actor=str(body.get("actor") or who),  # type: ignore[arg-type]
+                # the verified principal, whatever the body says
+                a = ReviewAction(interactionId=iid, action=action, actor=who.actor,  # type: ignore[arg-type]
                                  note=body.get("note"), customerId=body.get("customerId"))
             except ValidationError as e:
                 from schemas.errors import field_errors
@@ -204,17 +220,27 @@ def register(app: Any, ctx: Context) -> None:
 
         async def post(self, request: Request) -> Any:
             form = await request.post()
-            token, name = str(form.get("token", "")), str(form.get("name", "")).strip()[:100]
-            expected = admin_token()
-            if not expected or not name or not hmac.compare_digest(token.encode(), expected):
-                return _html(self, page("Sign in", '<p class="flash" id="flash">Token or name not accepted.</p>' + LOGIN_FORM),
-                             status=401)
-            return _redirect(ctx, "/review", session_cookie(name))
+            name, password = str(form.get("name", "")).strip()[:100], str(form.get("password", ""))[:1024]
+            sid, wait = (await gate.sign_in(name, password, request.remote or "")) if name and password else (None, 0)
+            if wait:
+                return _html(self, page("Sign in", f'<p class="flash" id="flash">Too many failed attempts: try again in '
+                                                   f'{int(wait) + 1} s.</p>' + LOGIN_FORM),
+                             status=429, headers={"Retry-After": str(int(wait) + 1)})
+            if sid is None:
+                return _html(self, page("Sign in", '<p class="flash" id="flash">Name or password not accepted.</p>'
+                                        + LOGIN_FORM), status=401)
+            return _redirect(ctx, "/review", sid)
+
+    @app.page("/review/logout")
+    class LogoutPage(View):
+        async def post(self, request: Request) -> Any:
+            await gate.sign_out(request)
+            return _redirect(ctx, "/review/login", "")
 
     @app.page("/review")
     class QueuePage(View):
         async def get(self, request: Request) -> Any:
-            who = actor_of(request)
+            who = await gate.principal(request)
             if who is None:
                 return _redirect(ctx, "/review/login")
             f = _filters(request)
@@ -245,7 +271,7 @@ def register(app: Any, ctx: Context) -> None:
     @app.page("/review/{iid}")
     class ItemPage(View):
         async def get(self, request: Request, iid: str) -> Any:
-            who = actor_of(request)
+            who = await gate.principal(request)
             if who is None:
                 return _redirect(ctx, "/review/login")
             r = ctx.review_queue.items.get(iid)
@@ -262,7 +288,10 @@ def register(app: Any, ctx: Context) -> None:
                            for h in _history(story))
             states = " → ".join(e(s.get("state", "?")) for s in story.get("ledgerHistory", []))
             actions = ""
-            if r.status == "OPEN":
+            if r.status == "OPEN" and not who.can_act:
+                actions = (f"<p class='muted' id='readonly'>Your role ({e(who.role)}) reads the queue; "
+                           "an operator resubmits or dismisses.</p>")
+            elif r.status == "OPEN":
                 customer = ("<label>Customer id (if the interaction has none) <input name='customerId' id='customerId'>"
                             "</label> " if r.stage == "intake" else "")
                 actions = (f"<h2>Act</h2><form method='post' action='/review/{quote(iid, safe='')}/resubmit'>{customer}"
@@ -285,9 +314,12 @@ def register(app: Any, ctx: Context) -> None:
     @app.page("/review/{iid}/{action}")
     class ItemActionPage(View):
         async def post(self, request: Request, iid: str, action: str) -> Any:
-            who = actor_of(request)
+            who = await gate.principal(request)
             if who is None:
                 return _redirect(ctx, "/review/login")
+            if not who.can_act:
+                return _html(self, page("Forbidden", f"<p id='flash'>Your role ({html.escape(who.role)}) cannot "
+                                        f"{html.escape(action)}. <a href='/review'>Back</a></p>", who), 403)
             if action not in ("resubmit", "dismiss"):
                 return _html(self, page("Not found", "<p>Unknown action.</p>", who), 404)
             form = await request.post()
@@ -298,6 +330,6 @@ def register(app: Any, ctx: Context) -> None:
                 problem = "a dismissal needs a note"
             if problem:
                 return _redirect(ctx, "/review?" + urlencode({"done": f"{iid}: {problem}"}))
-            await publish_action(ctx, ReviewAction(interactionId=iid, action=action, actor=who, note=note,  # type: ignore[arg-type]
+            await publish_action(ctx, ReviewAction(interactionId=iid, action=action, actor=who.actor, note=note,  # type: ignore[arg-type]
                                               customerId=customer))
             return _redirect(ctx, "/review?" + urlencode({"done": f"{iid}: {action} sent"}))

@@ -153,8 +153,11 @@ def test_invoice_to_stored_pdf_with_working_and_renewable_links(make_worker, kaf
     token_of_other = parse_qs(urlsplit(other["renewUrl"]).query)["token"][0]
     assert httpx.get(f"{w.url}/invoices/{d['invoiceNumber']}/link", params={"token": token_of_other}).status_code == 403
     assert httpx.get(f"{w.url}/invoices/{d['invoiceNumber']}/link", params={"token": "x" + token_of_other}).status_code == 403
-    admin = httpx.get(f"{w.url}/invoices/{d['invoiceNumber']}/link", params={"token": ADMIN}, follow_redirects=False)
+    # an operator gets a link by number alone (here development's admin token); a token in the URL is the customer's only
+    admin = httpx.get(f"{w.url}/invoices/{d['invoiceNumber']}/link", headers={"Authorization": f"Bearer {ADMIN}"},
+                      follow_redirects=False)
     assert admin.status_code == 302 and httpx.get(admin.headers["Location"]).content == r.content
+    assert httpx.get(f"{w.url}/invoices/{d['invoiceNumber']}/link", params={"token": ADMIN}).status_code == 403
     audit = read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=10,
                       until=lambda m: sum(a["stage"] == "documents" for a in m) >= 3)
     assert sum(a["outcome"] == "DOCUMENTED" for a in audit if a["stage"] == "documents") == 3

@@ -1,5 +1,5 @@
 """Operating callbill on a real broker: the review queue (API, CLI, a real browser), the
-trace, replays, metrics, the stats page behind the token, and the logs' privacy."""
+trace, replays, metrics, the stats page for verified principals only, and the logs' privacy."""
 from __future__ import annotations
 
 import json
@@ -13,13 +13,19 @@ import httpx
 import pytest
 
 from kafka_harness import REPO, create_topics, read_json
+from operator_accounts import PASSWORD, operators_file
 from test_billing import produce
 from test_delivery import cust, wait_for
 
 pytestmark = pytest.mark.kafka
 
-ADMIN = "admin-token-for-tests"
-AUTH = {"Authorization": f"Bearer {ADMIN}", "X-Callbill-Actor": "olga"}
+ADMIN = "admin-token-for-tests"  # development's shared token: works, recorded as client:admin-token
+TOKENS: dict[str, str] = {}  # client name -> token, made by start()
+AUTH: dict[str, str] = {}  # the "olga-api" client (operator role); X-Callbill-Actor is ignored
+
+
+def bearer(client: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[client]}"}
 
 
 def interaction(iid: str, customer: str | None = None, contact: str | None = None) -> dict:
@@ -29,7 +35,7 @@ def interaction(iid: str, customer: str | None = None, contact: str | None = Non
 
 
 def cli(w, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**w.env(), "CALLBILL_ADMIN_TOKEN": ADMIN, "CALLBILL_WEB_PORT": str(w.port)}
+    env = {**w.env(), "CALLBILL_API_TOKEN": TOKENS["ben-cli"], "CALLBILL_WEB_PORT": str(w.port)}
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -48,6 +54,12 @@ def metric(text: str, name: str, **labels) -> float | None:
 
 def start(make_worker, kafka_bootstrap, customers, **env):
     w = make_worker(partitions=2, extra_env={"CALLBILL_ADMIN_TOKEN": ADMIN, "CALLBILL_WEB_STATS": "true", **env})
+    path = w.tmp / f"{w.app_id}-operators.json"
+    TOKENS.update(operators_file(path, {"rita": "operator", "vera": "viewer"},
+                                 {"olga-api": "operator", "ben-cli": "operator", "dash": "viewer"}))
+    AUTH.clear()
+    AUTH.update({**bearer("olga-api"), "X-Callbill-Actor": "mallory"})
+    w.extra_env["CALLBILL_OPERATORS_FILE"] = str(path)
     w.extra_env["CALLBILL_PUBLIC_URL"] = w.url
     create_topics(kafka_bootstrap, w.prefix, w.partitions)
     produce(kafka_bootstrap, w.topic("crm.customers"), [(c["customerId"], c) for c in customers])
@@ -63,15 +75,20 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
     assert wait_for(lambda: len(items(w)) == 2, 60)
 
     # auth: nothing without the token, and nothing leaks in the 401
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "callbill_admin=olga.forged"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "callbill_session=" + "x" * 43}):
         r = httpx.get(w.url + "/api/review", headers=headers, timeout=10)
         assert r.status_code == 401 and r.json() == {"error": "unauthorized"} and "o-missing" not in r.text
         r = httpx.post(w.url + "/api/review/o-missing/dismiss", headers=headers, json={"note": "x"}, timeout=10)
         assert r.status_code == 401
     assert httpx.get(w.url + "/review", timeout=10, follow_redirects=False).status_code == 303
-    # the stats page is enabled, and only for the admin token; /table/ is not served at all
+    # the stats page is enabled, and only for a verified principal; /table/ is not served at all
     assert httpx.get(w.url + "/", timeout=10).status_code == 401
     assert httpx.get(w.url + "/", headers=AUTH, timeout=10).status_code == 200
+    assert httpx.get(w.url + "/", headers=bearer("dash"), timeout=10).status_code == 200
+    # a viewer reads the queue but cannot act
+    assert httpx.get(w.url + "/api/review", headers=bearer("dash"), timeout=10).status_code == 200
+    r = httpx.post(w.url + "/api/review/o-unknown/dismiss", headers=bearer("dash"), json={"note": "x"}, timeout=10)
+    assert r.status_code == 403 and "operator role" in r.json()["error"]
     assert httpx.get(w.url + "/table/ledger/", headers=AUTH, timeout=10).status_code == 404
 
     listed = {i["interactionId"]: i for i in items(w)}
@@ -87,8 +104,9 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
     produce(kafka_bootstrap, w.topic("crm.customers"), [("C-NEW", cust("C-NEW", email="new@example.com",
                                                                          externalContactIds=["ext-9"]))])
     time.sleep(1.5)
-    r = httpx.post(w.url + "/api/review/o-missing/resubmit", headers=AUTH, json={}, timeout=10)
-    assert r.status_code == 202 and r.json()["actor"] == "olga"
+    # the actor is the verified client, not what the request claims
+    r = httpx.post(w.url + "/api/review/o-missing/resubmit", headers=AUTH, json={"actor": "mallory"}, timeout=10)
+    assert r.status_code == 202 and r.json()["actor"] == "client:olga-api"
     assert wait_for(lambda: any(m["To"] == "new@example.com" for m in mail_sink.messages()), 60)
     assert wait_for(lambda: [i["interactionId"] for i in items(w)] == ["o-unknown"], 30)
     assert [i["interactionId"] for i in items(w, status="RESUBMITTED")] == ["o-missing"]
@@ -99,7 +117,7 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
     out = cli(w, "review", "list")
     assert out.returncode == 0 and "o-unknown" in out.stdout and "UNKNOWN_CUSTOMER" in out.stdout, out.stderr
     assert cli(w, "review", "dismiss", "o-unknown").returncode == 2  # a note is required
-    out = cli(w, "review", "--actor", "ben", "dismiss", "o-unknown", "--note", "customer closed the account")
+    out = cli(w, "review", "dismiss", "o-unknown", "--note", "customer closed the account")
     assert out.returncode == 0, out.stderr
     assert wait_for(lambda: items(w) == [], 30)
     shown = cli(w, "review", "show", "o-unknown")
@@ -119,11 +137,12 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
     audit = read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=30,
                       until=lambda m: any(a["outcome"] == "DISMISSED" for a in m))
     acts = {(a["interactionId"], a["outcome"]): a["actor"] for a in audit if a["stage"] == "review"}
-    assert acts[("o-missing", "RESUBMITTED")] == "olga" and acts[("o-unknown", "DISMISSED")] == "ben"
+    assert acts[("o-missing", "RESUBMITTED")] == "client:olga-api"
+    assert acts[("o-unknown", "DISMISSED")] == "client:ben-cli"
     story = cli(w, "trace", "o-missing")
     assert story.returncode == 0, story.stderr
     text = story.stdout
-    for expected in ("ledger: DELIVERED", "intake     REVIEW — MISSING_CUSTOMER", "RESUBMITTED", "by olga",
+    for expected in ("ledger: DELIVERED", "intake     REVIEW — MISSING_CUSTOMER", "RESUBMITTED", "by client:olga-api",
                      "billing    BILLED", "delivered  invoice by EMAIL via smtp"):
         assert expected in text, (expected, text)
     assert "new@example.com" not in text  # no personal data in the trail
@@ -142,7 +161,7 @@ def test_review_api_cli_trace_metrics_and_private_logs(make_worker, kafka_bootst
 
     # nothing personal in the worker's log
     log = w.log_path.read_text(errors="replace")
-    for secret in ("ok@example.com", "new@example.com", "Jane Doe", "5550100", "Alex Agent", ADMIN):
+    for secret in ("ok@example.com", "new@example.com", "Jane Doe", "5550100", "Alex Agent", ADMIN, *TOKENS.values()):
         assert secret not in log, secret
 
 
@@ -167,15 +186,27 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
     try:
         driver.set_page_load_timeout(60)
         driver.implicitly_wait(15)  # find_element waits for the next page to arrive
+        def sign_in(name: str, password: str) -> None:
+            driver.find_element(By.ID, "name").send_keys(name)
+            driver.find_element(By.ID, "password").send_keys(password)
+            driver.find_element(By.ID, "signin").click()
+
         driver.get(w.url + "/review")
         assert "/review/login" in driver.current_url
-        driver.find_element(By.ID, "name").send_keys("Rita Reviewer")
-        driver.find_element(By.ID, "token").send_keys("not the token")
-        driver.find_element(By.ID, "signin").click()
+        sign_in("rita", "not the password")
         assert "not accepted" in driver.find_element(By.ID, "flash").text
-        driver.find_element(By.ID, "name").send_keys("Rita Reviewer")
-        driver.find_element(By.ID, "token").send_keys(ADMIN)
-        driver.find_element(By.ID, "signin").click()
+        # a viewer sees the item and its history, and no way to act on it
+        sign_in("vera", PASSWORD)
+        assert "vera (viewer)" in driver.find_element(By.ID, "who").text
+        driver.find_element(By.LINK_TEXT, "b-missing").click()
+        assert driver.find_element(By.ID, "reason").text == "MISSING_CUSTOMER"
+        assert "an operator resubmits" in driver.find_element(By.ID, "readonly").text
+        assert driver.find_elements(By.ID, "resubmit") == []
+        driver.find_element(By.ID, "signout").click()
+        assert "/review/login" in driver.current_url
+        driver.get(w.url + "/review")
+        assert "/review/login" in driver.current_url  # signed out on the server, not only in the browser
+        sign_in("rita", PASSWORD)
         assert driver.find_element(By.ID, "count").text == "1 item(s)"
         driver.find_element(By.LINK_TEXT, "b-missing").click()
         assert driver.find_element(By.ID, "reason").text == "MISSING_CUSTOMER"
@@ -194,7 +225,7 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
     time.sleep(1)
     assert len(mail_sink.messages()) == 1 and mail_sink.messages()[0]["To"] == "b@example.com"
     audit = read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=10)
-    assert any(a["outcome"] == "RESUBMITTED" and a["actor"] == "Rita Reviewer" for a in audit)
+    assert any(a["outcome"] == "RESUBMITTED" and a["actor"] == "rita" for a in audit)
 
 
 def test_replaying_a_whole_day_sends_nothing_twice(make_worker, kafka_bootstrap, mail_sink):

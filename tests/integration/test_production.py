@@ -15,7 +15,7 @@ from runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"CALLBILL_KAFKA_SASL_PASSWORD": "kafka-pw-123", "CALLBILL_WEBHOOK_SECRET": "hook-secret-123",
-           "CALLBILL_ADMIN_TOKEN": "admin-token-123", "CALLBILL_LINK_SECRET": "link-secret-123",
+           "CALLBILL_LINK_SECRET": "link-secret-123",
            "CALLBILL_ERP_TOKEN": "erp-token-123", "CALLBILL_SMTP_PASSWORD": "smtp-pw-123"}
 
 
@@ -60,7 +60,8 @@ def test_the_documented_production_configuration_loads(monkeypatch):
     ({"CALLBILL_TOPIC_REPLICATION": "1"}, "CALLBILL_TOPIC_REPLICATION=1"),
     ({"CALLBILL_STORE": "memory://"}, "CALLBILL_STORE must be rocksdb://"),
     ({"CALLBILL_WEBHOOK_SECRET": ""}, "CALLBILL_WEBHOOK_SECRET is required"),
-    ({"CALLBILL_ADMIN_TOKEN": ""}, "CALLBILL_ADMIN_TOKEN is required"),
+    ({"CALLBILL_ADMIN_TOKEN": "admin-token-123"}, "CALLBILL_ADMIN_TOKEN is refused in production"),
+    ({"CALLBILL_OPERATORS_FILE": ""}, "CALLBILL_OPERATORS_FILE is required"),
     ({"CALLBILL_LINK_SECRET": ""}, "CALLBILL_LINK_SECRET is required"),
     ({"CALLBILL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "needs SSL or SASL_SSL"),
     ({"CALLBILL_KAFKA_SASL_PASSWORD": ""}, "needs CALLBILL_KAFKA_SASL_USERNAME and _PASSWORD"),
