@@ -12,7 +12,9 @@
    produce loop over the same number of messages (the ceiling), and the RSS after.
 4. The worker restarts on its RocksDB files (offsets checkpointed): the time until ready.
 
-Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker is started). Results:
+Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker is started), BENCH_SCALE_PROFILE
+(seconds of py-spy on the recovering worker, after 10 s; 0: off), BENCH_SCALE_WORKER_ENV
+("CALLBILL_X=1,…": the worker's settings, to compare variants). Results:
 bench/results/scale-<time>.json.
 """
 from __future__ import annotations
@@ -34,11 +36,14 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from kafka_harness import Worker, create_topics, free_port, read_topic  # noqa: E402
 
 from app.ops.trace import partition_for  # noqa: E402
-from bench.proc import rss_mib  # noqa: E402
+from bench.e2e import profile  # noqa: E402
+from bench.proc import cpu_seconds, rss_mib  # noqa: E402
 from bench.ingest import raw_pass_through  # noqa: E402
 
 ENTRIES = int(os.environ.get("BENCH_SCALE_ENTRIES", 1_000_000))
 LOOKUPS = int(os.environ.get("BENCH_SCALE_LOOKUPS", 20_000))
+PROFILE_SECONDS = int(os.environ.get("BENCH_SCALE_PROFILE", 0))
+WORKER_ENV = dict(x.split("=", 1) for x in os.environ.get("BENCH_SCALE_WORKER_ENV", "").split(",") if "=" in x)
 PARTITIONS = 8
 
 
@@ -116,9 +121,23 @@ def start_worker(w: Worker, timeout: float) -> float:
     return wait_ready(w, timeout)
 
 
+async def recover_profiled(w: Worker, tmp: Path) -> tuple[float, float, dict | None]:
+    """Cold start: seconds until ready, the worker's CPU seconds by then, and a py-spy
+    profile of the recovery (BENCH_SCALE_PROFILE seconds after the first 10)."""
+    started = asyncio.create_task(asyncio.to_thread(start_worker, w, 1800))
+    spied = None
+    if PROFILE_SECONDS:
+        while w.proc is None:
+            await asyncio.sleep(0.1)
+        spied = asyncio.create_task(profile(w.proc.pid, PROFILE_SECONDS, tmp / "recovery.pyspy", after=10))
+    seconds = await started
+    cpu = cpu_seconds(w.proc.pid)
+    return seconds, cpu, (await spied if spied else None)
+
+
 async def main_async(bootstrap: str, tmp: Path) -> dict:
     w = Worker(bootstrap=bootstrap, tmp=tmp, partitions=PARTITIONS, extra_env={
-        "CALLBILL_STORE": "rocksdb://", "CALLBILL_LOG_LEVEL": "warn", "CALLBILL_ACK_AFTER_SECONDS": "0"})
+        "CALLBILL_STORE": "rocksdb://", "CALLBILL_LOG_LEVEL": "warn", "CALLBILL_ACK_AFTER_SECONDS": "0", **WORKER_ENV})
     await asyncio.to_thread(create_topics, bootstrap, w.prefix, PARTITIONS)
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -132,9 +151,12 @@ async def main_async(bootstrap: str, tmp: Path) -> dict:
     print(f"  {fill:.1f} s", flush=True)
 
     print("worker on an empty RocksDB directory: recovering the ledger from its changelog …", flush=True)
-    recover_cold = await asyncio.to_thread(start_worker, w, 1800)
+    recover_cold, recover_cpu, recovery_profile = await recover_profiled(w, tmp)
     rss_recovered = rss_mib(w.proc.pid)
-    print(f"  ready after {recover_cold:.1f} s, RSS {rss_recovered} MiB", flush=True)
+    print(f"  ready after {recover_cold:.1f} s ({ENTRIES / recover_cold:,.0f} entries/s, "
+          f"{1e6 * recover_cpu / ENTRIES:.0f} µs worker CPU per entry), RSS {rss_recovered} MiB", flush=True)
+    if recovery_profile:
+        print(json.dumps(recovery_profile, indent=1), flush=True)
 
     print(f"{LOOKUPS:,} repeats of known interactions through the intake …", flush=True)
     t0 = time.monotonic()
@@ -163,6 +185,9 @@ async def main_async(bootstrap: str, tmp: Path) -> dict:
         "entries": ENTRIES, "lookups": LOOKUPS, "partitions": PARTITIONS,
         "changelog_fill_seconds": round(fill, 1),
         "recovery_from_changelog_seconds": round(recover_cold, 1),
+        "recovery_entries_per_second": round(ENTRIES / recover_cold),
+        "recovery_worker_cpu_seconds": round(recover_cpu, 1),
+        "recovery_profile": recovery_profile, "worker_env": WORKER_ENV,
         "restart_on_rocksdb_seconds": round(recover_warm, 1),
         "rss_after_recovery_mib": rss_recovered, "rss_after_lookups_mib": rss_after,
         "rocksdb_disk_mib": round(disk / 2**20, 1),
