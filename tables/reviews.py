@@ -40,15 +40,11 @@ class ReviewQueue(ModelView):
     model = ReviewRecord
     entries: dict[str, ReviewRecord]
 
-    @property
-    def items(self) -> dict[str, ReviewRecord]:
-        return self.entries
-
     def select(self, status: str | None = "OPEN", reason: str | None = None, stage: str | None = None,
                min_age: float | None = None, now: datetime | None = None) -> list[ReviewRecord]:
         """Oldest first. `reason` matches a prefix (PENDING_REVIEW matches PENDING_REVIEW:BOUNCED)."""
         out = []
-        for r in self.items.values():
+        for r in self.entries.values():
             if status and r.status != status:
                 continue
             if reason and not r.reason.startswith(reason):

@@ -168,7 +168,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
         async def get(self, request: Request, iid: str) -> Response:
             if await gate.principal(request) is None:
                 return unauthorized(self)
-            r = ctx.review_queue.items.get(iid)
+            r = ctx.review_queue.entries.get(iid)
             if r is None:
                 return self.json({"error": "not_found"}, status=404, headers=SECURITY)
             from app.ops.trace import trace
@@ -206,7 +206,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
                 return self.json({"error": "invalid action", "fields": field_errors(e)}, status=422, headers=SECURITY)
             if action == "dismiss" and not a.note:
                 return self.json({"error": "a dismissal needs a note"}, status=422, headers=SECURITY)
-            problem = precheck(ctx, ctx.review_queue.items.get(iid), action, a.customerId)
+            problem = precheck(ctx, ctx.review_queue.entries.get(iid), action, a.customerId)
             if problem:
                 status = 404 if problem == "no such review item" else 409
                 return self.json({"error": problem}, status=status, headers=SECURITY)
@@ -252,7 +252,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
                 f"</td><td>{html.escape(r.stage)}</td><td>{html.escape(r.reason)}</td><td>{_age(int((now - r.openedAt).total_seconds()))}</td>"
                 f"<td>{r.count}</td><td>{html.escape(r.status)}</td><td class='muted'>{html.escape(r.detail or '')}</td></tr>"
                 for r in items)
-            reasons = sorted({r.reason.split(":")[0] for r in ctx.review_queue.items.values()})
+            reasons = sorted({r.reason.split(":")[0] for r in ctx.review_queue.entries.values()})
             options = "".join(f"<option{' selected' if f['reason'] == x else ''}>{html.escape(x)}</option>" for x in reasons)
             body = (
                 (f"<p class='flash' id='flash'>{html.escape(flash)}</p>" if flash else "")
@@ -274,7 +274,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
             who = await gate.principal(request)
             if who is None:
                 return _redirect(ctx, "/review/login")
-            r = ctx.review_queue.items.get(iid)
+            r = ctx.review_queue.entries.get(iid)
             if r is None:
                 return _html(self, page("Not found", "<p>No such review item. <a href='/review'>Back</a></p>", who), 404)
             from app.ops.trace import trace
@@ -325,7 +325,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
             form = await request.post()
             note = str(form.get("note", "")).strip() or None
             customer = str(form.get("customerId", "")).strip() or None
-            problem = precheck(ctx, ctx.review_queue.items.get(iid), action, customer)
+            problem = precheck(ctx, ctx.review_queue.entries.get(iid), action, customer)
             if action == "dismiss" and not note:
                 problem = "a dismissal needs a note"
             if problem:
