@@ -17,6 +17,7 @@ from pathlib import Path
 import typst
 
 from adapters.fonts import font_dirs
+from domain.i18n import Localizer
 from domain.invoice_pdf import Buyer, Seller, document_data
 from schemas.invoices import Invoice, LineItem
 
@@ -42,8 +43,8 @@ class InvoiceRenderer:
                                             ignore_system_fonts=True)
         return self._compiler
 
-    def render(self, invoice: Invoice, seller: Seller, buyer: Buyer) -> bytes:
-        data = json.dumps(document_data(invoice, seller, buyer), ensure_ascii=False, separators=(",", ":"))
+    def render(self, invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer | None = None) -> bytes:
+        data = json.dumps(document_data(invoice, seller, buyer, loc), ensure_ascii=False, separators=(",", ":"))
         issued = invoice.issuedAt.astimezone(timezone.utc).replace(microsecond=0)  # typst takes whole seconds
         with self._lock:
             try:
@@ -54,10 +55,10 @@ class InvoiceRenderer:
         assert isinstance(pdf, bytes)
         return pdf
 
-    def check(self) -> None:
+    def check(self, loc: Localizer | None = None) -> None:
         """Compile a sample invoice: a broken template is refused at start-up, not at the first invoice."""
         self.render(sample_invoice(), Seller("Seller", ("1 Street",), "TAX-1", "billing@seller.test"),
-                    Buyer("Buyer 山田", ("2 Street",), "CUST-1"))
+                    Buyer("Buyer 山田", ("2 Street",), "CUST-1"), loc)
 
 
 def sample_invoice() -> Invoice:

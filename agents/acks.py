@@ -60,15 +60,16 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
     await durably(ctx.ledger.update, iid, ackIntent={"channel": channel, "at": ctx.clock().isoformat()})
     mid = message_id(ctx, iid, "ack")
     name = ctx.services.seller.name
+    loc = ctx.services.catalogs.localizer(customer.locale)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(BUDGET, left)
     attempt = 0
     while True:
         try:
             if isinstance(r, EmailRoute):
-                transport, provider = await ctx.services.transports.send_email(r.address, ack_email(name, ctx.services.transports.redactor()), mid)
+                transport, provider = await ctx.services.transports.send_email(r.address, ack_email(name, loc, ctx.services.transports.redactor()), mid)
             else:
-                transport, provider = await ctx.services.transports.send_sms(r.number, ack_sms(name, ctx.services.transports.redactor()))
+                transport, provider = await ctx.services.transports.send_sms(r.number, ack_sms(name, loc, ctx.services.transports.redactor()))
             break
         except SendRetryable as e:
             delay = next_delay(attempt, 0.5, 5.0, e.retry_after)

@@ -21,7 +21,8 @@ from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_b
 from agents.routing import event_context, guard_one, parse, source_of
 from runtime.logs import get_logger
 from runtime.metrics import EXTERNAL_ERRORS
-from domain.billing import Draft, draft, erp_answer_problems, erp_request, issue
+from domain.billing import Draft, draft, erp_answer_problems, erp_request, issue, vat_for
+from domain.jurisdictions import VatTreatment
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
 from domain.numbering import counter_key, invoice_number, seq_of, series
@@ -115,7 +116,16 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
             # same body), even if the customer record or the rate card changed meanwhile
             d = entry.draft
         else:
-            d = draft(interaction, customer, ctx.services.rate_card, ctx.settings.default_timezone)
+            card, seller_country = ctx.services.rate_card, ctx.settings.seller_country
+            vat = vat_for(customer, card, seller_country)
+            if vat.reverse_charge and ctx.services.vies is not None:
+                vat, why = await confirm_vat(ctx, vat)
+                entry = ctx.ledger.get(iid) or entry  # re-read: the await above let other work run
+                if why is not None:
+                    await to_review(ctx, iid, entry, why[0], why[1], interaction, source)
+                    return
+            d = draft(interaction, customer, card, ctx.settings.default_timezone,
+                      ctx.services.catalogs.localizer(customer.locale), seller_country, vat)
     except (PricingError, DateError) as e:
         await to_review(ctx, iid, entry, e.reason, e.detail, interaction, source)
         return
@@ -152,6 +162,21 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     catch_up_counter(ctx, invoice)
     await ctx.publish("callbill.invoices", iid, invoice, wait=False)
     await ctx.audit(STAGE, iid, "BILLED", f"invoice {invoice.invoiceNumber}")
+
+
+async def confirm_vat(ctx: Context, vat: VatTreatment) -> tuple[VatTreatment, tuple[str, str] | None]:
+    """VIES on the reverse-charge number: (the treatment, None) or (…, (review reason, detail))."""
+    assert ctx.services.vies is not None and vat.buyer_vat_id
+    answer = await ctx.services.vies.confirm(vat.buyer_vat_id)
+    if answer is True:
+        return vat, None
+    if answer is False:
+        return vat, ("INVALID_VAT_ID", "VIES does not know the customer's VAT number as a registered business; "
+                     "correct the customer's taxId and resubmit")
+    if ctx.settings.vies_unavailable == "charge_vat":
+        return VatTreatment(False, vat.buyer_vat_id, vat.buyer_vat_country), None
+    return vat, ("VAT_ID_UNCONFIRMED", "VIES could not confirm the customer's VAT number (unavailable); "
+                 "resubmit when it answers, or set CALLBILL_VIES_UNAVAILABLE=charge_vat")
 
 
 async def bill_one(ctx: Context, event: faust.EventT, batch: Batch) -> None:

@@ -28,7 +28,8 @@ from runtime.metrics import END_TO_END, EXTERNAL_ERRORS
 from runtime.writes import durably
 from domain.delivery import EmailRoute, NoRoute, PostalRoute, Route, SmsRoute, normalize_email
 from domain.ledger import LedgerEntry, State
-from domain.messages import MessageData, amount_text, invoice_email, invoice_sms, local_time
+from domain.i18n import Localizer
+from domain.messages import MessageData, invoice_email, invoice_sms, postal_cover
 from schemas.customers import Customer
 from schemas.deliveries import Bounce, Delivery, PostalJob, PostalRecipient
 from schemas.documents import DocumentStored
@@ -39,13 +40,14 @@ CHANNEL = {EmailRoute: "EMAIL", SmsRoute: "SMS", PostalRoute: "POSTAL"}
 log = get_logger("delivery")
 
 
-def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: Customer) -> MessageData:
+def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: Customer,
+                 loc: Localizer) -> MessageData:
+    """In the invoice's language and formats (chosen at billing, so the email matches the PDF)."""
     s = ctx.services.seller
     return MessageData(
-        invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=amount_text(invoice.currency, invoice.total),
-        dueDate=invoice.dueDate.isoformat(), url=doc.url, expires=local_time(doc.expiresAt, invoice.timezone),
-        renewUrl=doc.renewUrl, contact=s.contact or s.name,
-        greeting=f" {customer.name}" if customer.name else "")
+        invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=loc.money(invoice.total, invoice.currency),
+        dueDate=loc.date(invoice.dueDate), url=doc.url, expires=loc.moment(doc.expiresAt, invoice.timezone),
+        renewUrl=doc.renewUrl, contact=s.contact or s.name, name=customer.name or None)
 
 
 async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
@@ -53,18 +55,20 @@ async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, cu
     """(transport, provider id); raises the adapters/sending.py errors. `on_start` (the
     intent record) is awaited right before the message leaves."""
     redact = ctx.services.transports.redactor()
-    data = message_data(ctx, invoice, doc, customer)
+    loc = ctx.services.catalogs.localizer(invoice.locale)
+    data = message_data(ctx, invoice, doc, customer, loc)
     if isinstance(r, EmailRoute):
-        return await ctx.services.transports.send_email(r.address, invoice_email(data, redact, ctx.settings.mail_subject), mid,
-                                           on_start)
+        return await ctx.services.transports.send_email(
+            r.address, invoice_email(data, loc, redact, ctx.settings.mail_subject), mid, on_start)
     if isinstance(r, SmsRoute):
-        return await ctx.services.transports.send_sms(r.number, invoice_sms(data, redact), on_start)
+        return await ctx.services.transports.send_sms(r.number, invoice_sms(data, loc, redact), on_start)
     assert isinstance(r, PostalRoute)
     await on_start()
     job = PostalJob(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, documentKey=doc.key,
                     storage=doc.storage, url=doc.url, expiresAt=doc.expiresAt, sha256=doc.sha256,
                     recipient=PostalRecipient(name=redact(r.name) if r.name else None,
-                                              lines=[redact(x) for x in r.lines], country=r.country))
+                                              lines=[redact(x) for x in r.lines], country=r.country),
+                    locale=loc.tag, coverText=postal_cover(data, loc, redact))
     fut = await ctx.publish("callbill.postal", invoice.interactionId, job)
     meta = fut.result()
     return "postal", f"{meta.topic}/{meta.partition}/{meta.offset}"

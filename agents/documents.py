@@ -36,7 +36,7 @@ def buyer_for(ctx: Context, invoice: Invoice) -> Buyer:
     if a:
         city = " ".join(x for x in (a.postalCode, a.city) if x)
         lines = tuple(x for x in (a.line1, a.line2, ", ".join(y for y in (city, a.region) if y), a.country) if x)
-    return Buyer(name=c.name, address=lines, reference=invoice.customerReference)
+    return Buyer(name=c.name, address=lines, reference=invoice.customerReference, country=a.country if a else None)
 
 
 async def store_pdf(ctx: Context, key: str, pdf: bytes, filename: str, sha: str, batch: Batch) -> Parked | None:

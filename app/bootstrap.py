@@ -10,11 +10,13 @@ from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+from adapters.catalogs import Catalogs
 from adapters.erp import ErpClient
 from adapters.genesys import GenesysClient, WrapupCodes
 from adapters.render_pool import RenderPool
 from adapters.sns import SnsClient
 from adapters.storage import FileStore, ObjectStore, store_from_url
+from adapters.vies import Vies
 from app.delivery import Transports
 from domain.invoice_pdf import Seller
 from domain.links import renew_token
@@ -39,6 +41,19 @@ class Services:
             return None
         return ErpClient(s.erp_url, s.erp_token.get_secret_value() if s.erp_token else None,
                          timeout=s.erp_timeout, max_connections=s.erp_concurrency)
+
+    @cached_property
+    def vies(self) -> Vies | None:
+        s = self.settings
+        if s.vies != "on":
+            return None
+        return Vies(s.vies_url, s.vies_timeout, s.vies_cache_hours * 3600)
+
+    # --- languages
+    @cached_property
+    def catalogs(self) -> Catalogs:
+        s = self.settings
+        return Catalogs(default_locale=s.default_locale, override_dir=s.catalog_dir).load()
 
     # --- Genesys
     @cached_property
@@ -72,7 +87,7 @@ class Services:
         s = self.settings
         return Seller(name=s.seller_name, address=tuple(x.strip() for x in s.seller_address.split("|") if x.strip()),
                       tax_id=s.seller_tax_id, contact=s.seller_contact, payment_instructions=s.payment_instructions,
-                      logo=s.seller_logo)
+                      logo=s.seller_logo, country=s.seller_country)
 
     def renew_url(self, number: str, key: str) -> str:
         s = self.settings
@@ -90,7 +105,8 @@ class Services:
 
     @cached_property
     def renderer(self) -> RenderPool:
-        return RenderPool(self.settings.render_processes, self.settings.invoice_template)
+        s = self.settings
+        return RenderPool(s.render_processes, s.invoice_template, (s.default_locale, s.catalog_dir))
 
     # --- delivery
     @cached_property

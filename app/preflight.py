@@ -57,8 +57,16 @@ def checked_settings() -> Settings:
         except AccountsError as e:
             raise ValueError(f"CALLBILL_OPERATORS_FILE: {e}") from None
     s.link_key  # noqa: B018 - refuses to start without a key for document links
+    from adapters.catalogs import CatalogError, Catalogs
+
     try:
-        InvoiceRenderer(s.invoice_template).check()
+        catalogs = Catalogs(default_locale=s.default_locale, override_dir=s.catalog_dir).load()
+    except CatalogError as e:
+        raise ValueError(f"CALLBILL_CATALOG_DIR: {e}" if s.catalog_dir else str(e)) from None
+    try:
+        renderer = InvoiceRenderer(s.invoice_template)
+        for lang in sorted(catalogs.names):  # the template with every language's texts (and Arabic's direction)
+            renderer.check(catalogs.localizer(lang))
     except RenderError as e:
         raise ValueError(f"CALLBILL_INVOICE_TEMPLATE: {e}") from None
     return s

@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integrati
 
 from kafka_harness import Worker, create_topics, free_port  # noqa: E402
 
+from adapters.catalogs import Catalogs  # noqa: E402
 from adapters.pdf import InvoiceRenderer  # noqa: E402
 from runtime.topics import assign_from_start  # noqa: E402
 from domain.billing import draft, issue  # noqa: E402
@@ -49,20 +50,39 @@ CUSTOMER = Customer(customerId="CUST-BENCH", name="Jane Doe", email="bench@examp
                                                    "country": "US"})
 
 
-def invoice(i: int):
-    card = load_rate_card(ROOT / "samples" / "rate-card.yaml")
-    inter = InteractionCompleted(interactionId=f"doc-{i:07d}", source="webhook", customerId="CUST-BENCH",
+CARD = load_rate_card(ROOT / "samples" / "rate-card.yaml")
+CATALOGS = Catalogs().load()
+SELLER = Seller("Callbill Demo Services Ltd", ("1 Example Street", "Springfield, IL 62701"), "US-12-3456789",
+                "billing@callbill.example")
+
+
+def invoice(i: int, customer: Customer = CUSTOMER, loc=None, seller_country: str = "US"):
+    inter = InteractionCompleted(interactionId=f"doc-{i:07d}", source="webhook", customerId=customer.customerId,
                                  endedAt=datetime(2026, 11, 24, 22, 20, tzinfo=timezone.utc), durationSeconds=754,
                                  serviceType="Consultation Service - Level 2", wrapupCode="Billable Service")
-    return issue(draft(inter, CUSTOMER, card, None), f"INV00-{i + 1:06d}", "INV00", datetime(2026, 11, 24, 22, 21,
-                                                                                             tzinfo=timezone.utc))
+    return issue(draft(inter, customer, CARD, None, loc, seller_country), f"INV00-{i + 1:06d}", "INV00",
+                 datetime(2026, 11, 24, 22, 21, tzinfo=timezone.utc))
 
 
+# invoices in the customer's language (issue 18): (customer, seller) for German B2B with reverse
+# charge, Japanese (the qualified invoice's registration number and tax per rate), Arabic (right to left)
+LANGUAGE_CASES = {
+    "de invoice": (Customer(customerId="CUST-DE", name="Alpen Consulting GmbH", locale="de-AT", currency="EUR",
+                            taxId="ATU13585627", timezone="Europe/Vienna",
+                            postalAddress={"line1": "Ring 2", "city": "Wien", "country": "AT"}),
+                   Seller("Callbill GmbH", ("Hauptstraße 1", "10115 Berlin"), "DE136695976", "billing@callbill.example",
+                          country="DE")),
+    "ja invoice": (Customer(customerId="CUST-JA", name="山田太郎", locale="ja-JP", currency="JPY", timezone="Asia/Tokyo",
+                            postalAddress={"line1": "丸の内1-1", "city": "千代田区", "country": "JP"}),
+                   Seller("コールビル株式会社", ("東京都千代田区丸の内1-1",), "T5835678256246", "billing@callbill.example",
+                          country="JP")),
+    "ar invoice": (Customer(customerId="CUST-AR", name="فاطمة علي", locale="ar-KW", currency="KWD",
+                            timezone="Asia/Kuwait", postalAddress={"line1": "شارع الخليج", "city": "الكويت",
+                                                                   "country": "KW"}), SELLER),
+}
 NAMES = {"latin": "Jane Doe", "cjk": "山田太郎", "greek": "Γιώργος Παπαδόπουλος", "cyrillic": "Иван Петров",
          "arabic": "فاطمة علي"}
 MIX = {"latin": 0.6, "cjk": 0.2, "arabic": 0.1, "greek": 0.05, "cyrillic": 0.05}  # the issue's customer mix
-SELLER = Seller("Callbill Demo Services Ltd", ("1 Example Street", "Springfield, IL 62701"), "US-12-3456789",
-                "billing@callbill.example")
 
 
 def cpu_ms(fn, items) -> float:
@@ -108,9 +128,26 @@ def render_cases(n: int) -> dict:
                            renderer.render(invoices[-1], SELLER, buyer)).digest(),
                        "baseline_cpu_ms": round(floor, 3), "ratio_to_baseline": round(ms / floor, 1)}
         print(f"  {name:10} {cases[name]}")
+    for name, (cust, seller) in LANGUAGE_CASES.items():
+        loc = CATALOGS.localizer(cust.locale)
+        invoices = [invoice(i, cust, loc, seller.country) for i in range(n)]
+        a = cust.postalAddress
+        buyer = Buyer(cust.name, (a.line1, a.city), cust.customerId, a.country)
+        renderer.render(invoices[0], seller, buyer, loc)
+        ms = cpu_ms(lambda inv: renderer.render(inv, seller, buyer, loc), invoices)
+        pdf = renderer.render(invoices[-1], seller, buyer, loc)
+        floor = cpu_ms(lambda inv: zlib.compress(json.dumps(document_data(inv, seller, buyer, loc)).encode(), 6),
+                       invoices)
+        cases[name] = {"renders": n, "locale": cust.locale, "cpu_ms_per_pdf": round(ms, 2), "bytes": len(pdf),
+                       "pages": len(PdfReader(io.BytesIO(pdf)).pages),
+                       "deterministic": pdf == renderer.render(invoices[-1], seller, buyer, loc),
+                       "baseline_cpu_ms": round(floor, 3), "ratio_to_baseline": round(ms / floor, 1)}
+        print(f"  {name:10} {cases[name]}")
     mix = sum(cases[k]["cpu_ms_per_pdf"] * w for k, w in MIX.items())
+    latin = cases["latin"]["cpu_ms_per_pdf"]
     return {"cases": cases, "customer_mix_cpu_ms_per_pdf": round(mix, 2),
-            "cjk_vs_latin": round(cases["cjk"]["cpu_ms_per_pdf"] / cases["latin"]["cpu_ms_per_pdf"], 2)}
+            "cjk_vs_latin": round(cases["cjk"]["cpu_ms_per_pdf"] / latin, 2),
+            "languages_vs_latin": {k: round(cases[k]["cpu_ms_per_pdf"] / latin, 2) for k in LANGUAGE_CASES}}
 
 
 async def stage_rate(bootstrap: str, tmp: Path, s3, n: int) -> dict:
@@ -153,7 +190,8 @@ async def main() -> int:
 
     print("render, one core (CPU ms per PDF)")
     renders = render_cases(RENDERS)
-    print(f"  customer mix {renders['customer_mix_cpu_ms_per_pdf']} ms, CJK/Latin {renders['cjk_vs_latin']}")
+    print(f"  customer mix {renders['customer_mix_cpu_ms_per_pdf']} ms, CJK/Latin {renders['cjk_vs_latin']}, "
+          f"languages/Latin {renders['languages_vs_latin']}")
     result = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

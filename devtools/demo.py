@@ -224,18 +224,32 @@ async def _billing(bootstrap: str, prefix: str, ids: list[str], timeout: float =
 
 
 def _print_invoices(ids: list[str], billed: dict) -> None:
-    print("== invoices issued (reference ERP numbers; dates in the customer's timezone)")
-    print(f"{'interaction':38} {'invoice':16} {'total':>12} {'cur':4} {'service date':12} {'due':10}  timezone")
+    print("== invoices issued (reference ERP numbers; dates in the customer's timezone; each in its customer's "
+          "language)")
+    print(f"{'interaction':38} {'invoice':16} {'total':>12} {'cur':4} {'service date':12} {'due':10}  "
+          f"{'language':9} timezone")
     for k in ids:
         inv = billed["invoices"].get(k)
         if inv:
+            lang = inv.get("locale", "en")
             print(f"{k:38} {inv['invoiceNumber']:16} {inv['total']:>12} {inv['currency']:4} "
-                  f"{inv['serviceDate']:12} {inv['dueDate']:10}  {inv['timezone']}")
+                  f"{inv['serviceDate']:12} {inv['dueDate']:10}  {lang + ' (' + _language_name(lang) + ')':9} "
+                  f"{inv['timezone']}")
         elif k in billed["reviews"]:
             print(f"{k:38} {'(review)':16} {billed['reviews'][k]['reason']}")
         else:
             print(f"{k:38} (not billed yet)")
     print()
+
+
+def _language_name(tag: str) -> str:
+    """The language's English name, so the report reads for an English speaker."""
+    from babel import Locale
+
+    try:
+        return Locale.parse(tag.replace("-", "_")).get_language_name("en")
+    except ValueError:
+        return tag
 
 
 async def _documents(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
@@ -314,6 +328,8 @@ def _print_deliveries(sent: dict, var: Path) -> None:
             lines = " / ".join(job.get("recipient", {}).get("lines", [])[-2:])
             print(f"{d['invoiceNumber']:16} {'postal':8} {job.get('recipient', {}).get('name') or '':24} "
                   f"{'print job: ' + lines:32} callbill.postal ({d['providerId']})")
+            if job.get("coverText"):
+                print(f"{'':16} {'':8} cover text ({job.get('locale', 'en')}): {job['coverText']}")
         else:
             print(f"{d['invoiceNumber']:16} {d['channel'].lower():8} {'':24} {'':32} provider id {d['providerId']}")
     for k, r in sent["reviews"].items():

@@ -13,6 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from domain import jurisdictions
+from domain.i18n import Localizer, english
+from domain.pricing import REVERSE_CHARGE_NOTE
 from schemas.invoices import Invoice
 
 
@@ -24,6 +27,7 @@ class Seller:
     contact: str | None = None
     payment_instructions: str | None = None
     logo: Path | None = None
+    country: str = "US"  # ISO 3166: the label of the seller's tax id, the jurisdiction's content
 
 
 @dataclass(frozen=True)
@@ -31,43 +35,64 @@ class Buyer:
     name: str | None
     address: tuple[str, ...] = ()
     reference: str = ""
+    country: str | None = None  # ISO 3166, from the postal address
 
 
-def money(amount: Decimal, currency: str) -> str:
-    return f"{amount:,} {currency}"
+REDUCED_MARK = "※"
 
 
-def percent(rate: Decimal) -> str:
-    pct = (rate * 100).normalize()
-    return f"{pct:f}%"
+def document_data(invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer | None = None) -> dict[str, Any]:
+    """The template's input (JSON): the invoice as the customer reads it, in their language.
 
-
-LABELS = {  # English; the languages issue turns these into catalog messages
-    "heading": "INVOICE", "billTo": "BILL TO", "page": "Page", "of": "of",
-    "columns": ["Description", "Qty", "Unit", "Unit price", "Amount"],
-}
-
-
-def document_data(invoice: Invoice, seller: Seller, buyer: Buyer) -> dict[str, Any]:
-    """The template's input (JSON): the invoice as the customer reads it."""
-    cur = invoice.currency
-    seller_lines = [*seller.address, f"Tax ID: {seller.tax_id}" if seller.tax_id else "", seller.contact or ""]
-    totals = [["Subtotal", money(invoice.subtotal, cur)],
-              *([f"{t.name} {percent(t.rate)} ({t.jurisdiction})", money(t.amount, cur)] for t in invoice.taxes),
-              ["Total due", money(invoice.total, cur)]]
-    paragraphs = [f"Payment terms: {invoice.paymentTermsDays} days. Please pay {money(invoice.total, cur)} "
-                  f"by {invoice.dueDate}, quoting {invoice.invoiceNumber}.",
-                  *([seller.payment_instructions] if seller.payment_instructions else []), *invoice.notes]
+    The legal content (domain/jurisdictions.py): both parties' tax ids with their country's
+    label, the date of supply, unit prices without VAT, the tax per rate with its base, and
+    for reverse charge the words in the invoice's language (EU art. 226(11a)); for a
+    Japanese seller the registration number and the reduced-rate mark.
+    """
+    loc = loc or english()
+    t, cur = loc.t, invoice.currency
+    money = lambda a: loc.money(a, cur)  # noqa: E731
+    label = lambda country: jurisdictions.label(country, loc.language, loc.gettext)  # noqa: E731
+    seller_lines = [*seller.address, f"{label(seller.country)}: {seller.tax_id}" if seller.tax_id else "",
+                    seller.contact or ""]
+    reduced = any(li.taxCategory == "reduced" for li in invoice.lineItems)
+    totals = [[t("Subtotal"), money(invoice.subtotal)],
+              *([t("{tax} {rate} on {base}", tax=tx.name, rate=loc.percent(tx.rate), base=money(tx.base))
+                 + (f" {REDUCED_MARK}" if tx.category == "reduced" else ""), money(tx.amount)]
+                for tx in invoice.taxes),
+              [t("Total due"), money(invoice.total)]]
+    paragraphs = []
+    if invoice.reverseCharge:
+        paragraphs += [t("Reverse charge"), t(REVERSE_CHARGE_NOTE)]
+    if reduced:
+        paragraphs.append(t("Items marked {mark} are taxed at the reduced rate.", mark=REDUCED_MARK))
+    if seller.country == "JP" and invoice.taxes:  # qualified invoice: the taxable amount and tax per rate
+        paragraphs.append(t("Tax per rate") + ": " + "; ".join(
+            t("{rate} taxable {base}, tax {tax}", rate=loc.percent(tx.rate) + (REDUCED_MARK if tx.category else ""),
+              base=money(tx.base), tax=money(tx.amount)) for tx in invoice.taxes))
+    paragraphs += [t("Payment terms: {days} days. Please pay {amount} by {date}, quoting {number}.",
+                     days=loc.number(invoice.paymentTermsDays), amount=money(invoice.total),
+                     date=loc.date(invoice.dueDate, "long"), number=invoice.invoiceNumber),
+                   *([seller.payment_instructions] if seller.payment_instructions else []),
+                   *(t(n) for n in invoice.notes if n != REVERSE_CHARGE_NOTE)]
+    buyer_country = (jurisdictions.eu_vat_country(invoice.buyerTaxId) if invoice.buyerTaxId else None) or buyer.country
+    buyer_lines = [x for x in (buyer.name or buyer.reference, *buyer.address) if x]
+    if invoice.buyerTaxId:
+        buyer_lines.append(f"{label(buyer_country)}: {invoice.buyerTaxId}")
+    title = t("Invoice {number}", number=invoice.invoiceNumber)
     return {
-        "title": f"Invoice {invoice.invoiceNumber}", "lang": "en", "labels": LABELS,
+        "title": title, "lang": loc.language, "region": loc.locale.territory, "dir": "rtl" if loc.rtl else "ltr",
+        "labels": {"heading": t("INVOICE"), "billTo": t("Bill to"), "pageOf": t("Page {page} of {total}"),
+                   "columns": [t("Description"), t("Qty"), t("Unit"), t("Unit price"), t("Amount")]},
         "seller": {"name": seller.name, "lines": [x for x in seller_lines if x],
                    "logo": str(seller.logo) if seller.logo else None},
-        "meta": [["Invoice number", invoice.invoiceNumber], ["Issue date", str(invoice.issueDate)],
-                 ["Service date", str(invoice.serviceDate)], ["Due date", str(invoice.dueDate)],
-                 ["Customer", invoice.customerReference], ["Reference", invoice.interactionId],
-                 ["Timezone", invoice.timezone]],
-        "buyer": [x for x in (buyer.name or buyer.reference, *buyer.address) if x],
-        "lines": [[li.description, str(li.quantity), li.unit, money(li.unitPrice, cur), money(li.amount, cur)]
+        "meta": [[t("Invoice number"), invoice.invoiceNumber], [t("Issue date"), loc.date(invoice.issueDate)],
+                 [t("Date of supply"), loc.date(invoice.serviceDate)], [t("Due date"), loc.date(invoice.dueDate)],
+                 [t("Customer number"), invoice.customerReference], [t("Reference"), invoice.interactionId],
+                 [t("Time zone"), invoice.timezone]],
+        "buyer": buyer_lines,
+        "lines": [[li.description + (f" {REDUCED_MARK}" if li.taxCategory == "reduced" else ""),
+                   loc.number(li.quantity), t(li.unit), loc.unit_price(li.unitPrice, cur), money(li.amount)]
                   for li in invoice.lineItems],
         "totals": totals, "paragraphs": paragraphs,
     }

@@ -1,10 +1,12 @@
-"""What callbill says to a customer: subject, email bodies, SMS text, postal job, acknowledgement.
+"""What callbill says to a customer: subject, email bodies, SMS text, postal cover, acknowledgement.
 
-The guide's edge case 4: a subject never carries a customer name or id, only the
-invoice number, with special characters removed and at most 78 characters. Templates
-get their data from `MessageData`; the subject template can name only `invoiceNumber`
-and `seller`, so a customer's name cannot reach it whatever the template says. Every text
-passes through the redactor last, just before it leaves.
+Every sentence is a catalog message (domain/texts.py) in the customer's language, and
+every amount and date is already formatted for their locale (domain/i18n.py) when it
+arrives in `MessageData`. The guide's edge case 4: a subject never carries a customer
+name or id, only the invoice number, with special characters removed and at most 78
+characters, in every language; the subject message can name only `invoiceNumber` and
+`seller`, so a name cannot reach it whatever a catalog says. Every text passes through
+the redactor last, just before it leaves.
 """
 from __future__ import annotations
 
@@ -14,84 +16,25 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from string import Template
-from zoneinfo import ZoneInfo
 
-from domain.money import round_money
+from domain.i18n import Localizer
 from domain.redaction import Redactor
 
 SUBJECT_MAX = 78
 SMS_MAX = 765
 SUBJECT_FIELDS = frozenset({"invoiceNumber", "seller"})
 
-DEFAULT_SUBJECT = "Your invoice $invoiceNumber"
-ACK_SUBJECT = "We are preparing your invoice"
-
-INVOICE_TEXT = """\
-Hello${greeting},
-
-your invoice $invoiceNumber from $seller is ready.
-
-Amount due: $amount
-Due date:   $dueDate
-
-Download it here (the link is valid until $expires):
-$url
-
-If the link has expired, this one always gives you a fresh link:
-$renewUrl
-
-Questions about this invoice? Contact $contact.
-"""
-
-INVOICE_HTML = """\
-<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Invoice $invoiceNumber</title></head>
-<body style="font-family: Arial, sans-serif; color: #222;">
-<p>Hello${greeting},</p>
-<p>your invoice <strong>$invoiceNumber</strong> from $seller is ready.</p>
-<table style="border-collapse: collapse;">
-<tr><td style="padding: 2px 12px 2px 0;">Amount due</td><td><strong>$amount</strong></td></tr>
-<tr><td style="padding: 2px 12px 2px 0;">Due date</td><td>$dueDate</td></tr>
-</table>
-<p><a href="$url">Download your invoice (PDF)</a><br>
-<small>The link is valid until $expires. After that, <a href="$renewUrl">get a fresh link</a>.</small></p>
-<p>Questions about this invoice? Contact $contact.</p>
-</body></html>
-"""
-
-INVOICE_SMS = "$seller: your invoice $invoiceNumber for $amount is ready: $renewUrl"
-
-ACK_TEXT = """\
-Hello,
-
-thank you for contacting $seller. We received your request and are preparing your
-invoice; it will follow in a separate message shortly.
-"""
-
-ACK_HTML = """\
-<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>We are preparing your invoice</title></head>
-<body style="font-family: Arial, sans-serif; color: #222;">
-<p>Hello,</p>
-<p>thank you for contacting $seller. We received your request and are preparing your
-invoice; it will follow in a separate message shortly.</p>
-</body></html>
-"""
-
-ACK_SMS = "$seller: we received your request. Your invoice will follow shortly."
-
-
 @dataclass(frozen=True)
 class MessageData:
     invoiceNumber: str
     seller: str
-    amount: str  # "USD 150.00"
-    dueDate: str
+    amount: str  # "$150.00", "150,00 €": the customer's locale
+    dueDate: str  # the locale's medium date
     url: str
-    expires: str  # in the customer's timezone
+    expires: str  # in the customer's timezone and locale
     renewUrl: str
     contact: str
-    greeting: str  # "" or " Jane Doe" (bodies only, never the subject)
+    name: str | None  # the customer's name (bodies only, never the subject)
 
 
 @dataclass(frozen=True)
@@ -116,13 +59,17 @@ def check_template(text: str, allowed: frozenset[str], name: str) -> str:
     return text
 
 
-BODY_FIELDS = frozenset(MessageData.__dataclass_fields__)
+
+
+_SUBJECT_CHARS = re.compile(r"[^\w \-.#:/()]")  # \w is Unicode: letters and digits of every script
 
 
 def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:
-    """Letters, digits, spaces and - _ . # : / ( ) only; one line; at most `limit` characters."""
+    """Letters and digits (any script), spaces and - _ . # : / ( ) only; one line; at most
+    `limit` characters, cut at a word where there is one in the second half."""
     text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"[^\w \-.#:/()]", " ", text, flags=re.ASCII)
+    text = "".join(" " if unicodedata.category(ch) in ("Cf", "Cc") else ch for ch in text)  # bidi marks, controls
+    text = _SUBJECT_CHARS.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) > limit:
         cut = text[:limit]
@@ -130,37 +77,69 @@ def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:
     return text.strip()
 
 
-def subject(template: str, invoice_number: str, seller: str, redact: Redactor, limit: int = SUBJECT_MAX) -> str:
-    values = {"invoiceNumber": clean_subject(invoice_number, 40), "seller": clean_subject(seller, 40)}
-    return clean_subject(redact(Template(template).safe_substitute(values)), limit) or "Your invoice"
+def subject(loc: Localizer, invoice_number: str, seller: str, redact: Redactor, template: str | None = None,
+            limit: int = SUBJECT_MAX) -> str:
+    """The invoice email's subject: the operator's one template, else the catalog's message."""
+    number, name = clean_subject(invoice_number, 40), clean_subject(seller, 40)
+    if template is not None:
+        text = Template(template).safe_substitute({"invoiceNumber": number, "seller": name})
+    else:
+        text = loc.t("Your invoice {invoiceNumber}", invoiceNumber=number)
+    return clean_subject(redact(text), limit) or number
 
 
-def amount_text(currency: str, total) -> str:
-    return f"{currency} {round_money(total, currency):,f}"
+def _greeting(loc: Localizer, name: str | None) -> str:
+    return loc.t("Hello {name},", name=name) if name else loc.t("Hello,")
 
 
-def local_time(at: datetime, tz: str | None) -> str:
-    zone = ZoneInfo(tz) if tz else ZoneInfo("UTC")
-    local = at.astimezone(zone)
-    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or "UTC")
+def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_template: str | None = None) -> Email:
+    t = loc.t
+    text = "\n\n".join([
+        _greeting(loc, data.name),
+        t("Your invoice {invoiceNumber} from {seller} is ready.", invoiceNumber=data.invoiceNumber, seller=data.seller),
+        f"{t('Amount due')}: {data.amount}\n{t('Due date')}: {data.dueDate}",
+        f"{t('Download it here (the link is valid until {expires}):', expires=data.expires)}\n{data.url}",
+        f"{t('If the link has expired, this one always gives you a fresh link:')}\n{data.renewUrl}",
+        t("Questions about this invoice? Contact {contact}.", contact=data.contact),
+    ]) + "\n"
+    e = {k: html.escape(v, quote=True) if isinstance(v, str) else v for k, v in asdict(data).items()}
+    h = lambda s: html.escape(s, quote=True)  # noqa: E731 - a translation is text, never markup
+    direction = "rtl" if loc.rtl else "ltr"
+    # the number in bold: placeholders survive escaping, so the markup goes in after it
+    ready = h(t("Your invoice {invoiceNumber} from {seller} is ready.")).format(
+        invoiceNumber=f"<strong>{e['invoiceNumber']}</strong>", seller=e["seller"])
+    page = f"""<!DOCTYPE html>
+<html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{h(t("Invoice {number}", number=data.invoiceNumber))}</title></head>
+<body style="font-family: Arial, sans-serif; color: #222;">
+<p>{h(_greeting(loc, data.name))}</p>
+<p>{ready}</p>
+<table style="border-collapse: collapse;">
+<tr><td style="padding: 2px 12px;">{h(t("Amount due"))}</td><td><strong><bdi>{e['amount']}</bdi></strong></td></tr>
+<tr><td style="padding: 2px 12px;">{h(t("Due date"))}</td><td><bdi>{e['dueDate']}</bdi></td></tr>
+</table>
+<p><a href="{e['url']}">{h(t("Download your invoice (PDF)"))}</a><br>
+<small>{h(t("The link is valid until {expires}.", expires=data.expires))} <a href="{e['renewUrl']}">{h(t("Get a fresh link"))}</a></small></p>
+<p>{h(t("Questions about this invoice? Contact {contact}.", contact=data.contact))}</p>
+</body></html>
+"""
+    return Email(subject=subject(loc, data.invoiceNumber, data.seller, redact, subject_template),
+                 text=redact(text), html=redact(page))
 
 
-def invoice_email(data: MessageData, redact: Redactor, subject_template: str = DEFAULT_SUBJECT,
-                  text_template: str = INVOICE_TEXT, html_template: str = INVOICE_HTML) -> Email:
-    values = asdict(data)
-    escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
-    return Email(
-        subject=subject(subject_template, data.invoiceNumber, data.seller, redact),
-        text=redact(Template(text_template).safe_substitute(values)),
-        html=redact(Template(html_template).safe_substitute(escaped)),
-    )
-
-
-def ack_email(seller: str, redact: Redactor) -> Email:
-    values = {"seller": seller}
-    escaped = {"seller": html.escape(seller)}
-    return Email(subject=clean_subject(ACK_SUBJECT), text=redact(Template(ACK_TEXT).safe_substitute(values)),
-                 html=redact(Template(ACK_HTML).safe_substitute(escaped)))
+def ack_email(seller: str, loc: Localizer, redact: Redactor) -> Email:
+    t = loc.t
+    body = t("Thank you for contacting {seller}. We have received your request and are preparing your invoice; "
+             "it will follow in a separate message shortly.", seller=seller)
+    title = t("We are preparing your invoice")
+    direction = "rtl" if loc.rtl else "ltr"
+    page = f"""<!DOCTYPE html>
+<html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>
+<body style="font-family: Arial, sans-serif; color: #222;">
+<p>{html.escape(t("Hello,"))}</p>
+<p>{html.escape(body)}</p>
+</body></html>
+"""
+    return Email(subject=clean_subject(title), text=redact(f"{t('Hello,')}\n\n{body}\n"), html=redact(page))
 
 
 def fit_sms(text: str, limit: int = SMS_MAX) -> str:
@@ -168,10 +147,19 @@ def fit_sms(text: str, limit: int = SMS_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def invoice_sms(data: MessageData, redact: Redactor, template: str = INVOICE_SMS) -> str:
+def invoice_sms(data: MessageData, loc: Localizer, redact: Redactor) -> str:
     """The renew link, not the signed one: it is short, and never expires for the customer."""
-    return fit_sms(redact(Template(template).safe_substitute(asdict(data))))
+    return fit_sms(redact(loc.t("{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}",
+                                seller=data.seller, invoiceNumber=data.invoiceNumber, amount=data.amount,
+                                url=data.renewUrl)))
 
 
-def ack_sms(seller: str, redact: Redactor) -> str:
-    return fit_sms(redact(Template(ACK_SMS).safe_substitute({"seller": seller})))
+def ack_sms(seller: str, loc: Localizer, redact: Redactor) -> str:
+    return fit_sms(redact(loc.t("{seller}: we have received your request. Your invoice will follow shortly.",
+                                seller=seller)))
+
+
+def postal_cover(data: MessageData, loc: Localizer, redact: Redactor) -> str:
+    """The print vendor's cover text for the letter (no link: the paper is the invoice)."""
+    return redact(loc.t("Please find enclosed invoice {invoiceNumber} from {seller}. Amount due: {amount}, by {date}.",
+                        invoiceNumber=data.invoiceNumber, seller=data.seller, amount=data.amount, date=data.dueDate))

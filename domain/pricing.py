@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.i18n import Localizer, english
 from domain.money import MoneyError, check_currency, fits_currency, parse_amount, round_money
 from schemas.errors import summary
 from schemas.invoices import LineItem, TaxAmount
@@ -90,6 +91,8 @@ class Rate(_Strict):
     id: str = Field(min_length=1)
     match: Match
     description: str = Field(min_length=1, max_length=200)
+    descriptions: dict[str, str] = Field(default_factory=dict, description="the description per language or locale (de, fr-CA); others get `description`")
+    taxCategory: Literal["standard", "reduced"] = Field("standard", description="reduced: taxed by the jurisdiction's reducedLines (Japan's 8 %, a reduced VAT rate)")
     charge: Literal["flat", "per_started_minute", "per_second"]
     incrementSeconds: int = Field(1, ge=1, description="per_second: bill in started increments of this many seconds")
     priority: Literal["LOW", "NORMAL", "HIGH"] = "NORMAL"
@@ -121,8 +124,23 @@ class TaxRate(_Strict):
 
 class Jurisdiction(_Strict):
     lines: list[TaxRate] = Field(default_factory=list)
-    reverseCharge: bool = Field(False, description="B2B customers with a tax id pay no tax here; the buyer accounts for it")
+    reducedLines: list[TaxRate] | None = Field(None, description="the taxes of reduced-rate services (taxCategory: reduced)")
+    reverseCharge: bool = Field(False, description="B2B customers with a valid EU VAT number of another member state than the seller's pay no VAT here; the buyer accounts for it (art. 196)")
     note: str | None = None
+    notes: dict[str, str] = Field(default_factory=dict, description="the note per language or locale")
+
+    def taxes_for(self, category: str) -> list[TaxRate]:
+        if category == "reduced":
+            if self.reducedLines is None:
+                raise PricingError("NO_REDUCED_RATE", "a reduced-rate service, and the jurisdiction has no reducedLines")
+            return self.reducedLines
+        return self.lines
+
+
+def localized(default: str, by_locale: dict[str, str], loc: Localizer) -> str:
+    """The text for the customer's locale, then their language, then the default."""
+    keys = {k.replace("_", "-").casefold(): v for k, v in by_locale.items()}
+    return keys.get(loc.tag.casefold()) or keys.get(loc.language.casefold()) or default
 
 
 class RateCard(_Strict):
@@ -201,9 +219,12 @@ class Priced(BaseModel):
     taxTotal: Decimal
     total: Decimal
     notes: list[str] = Field(default_factory=list)
+    reverseCharge: bool = Field(False, exclude_if=lambda v: not v)  # left out when false: older drafts read back unchanged
 
 
-REVERSE_CHARGE_NOTE = "Reverse charge: tax to be accounted for by the recipient."
+REVERSE_CHARGE_NOTE = "VAT to be accounted for by the recipient (Article 196, Council Directive 2006/112/EC)."
+ERP_AMOUNTS_NOTE = "Amounts as issued by the billing system."  # both are catalog messages, translated where shown
+TIER_TEXT = {"minute": "{description} (minutes {first}–{last})", "second": "{description} (seconds {first}–{last})"}
 
 
 def billed_units(rate: Rate, seconds: int) -> tuple[int, str]:
@@ -215,25 +236,35 @@ def billed_units(rate: Rate, seconds: int) -> tuple[int, str]:
     return math.ceil(seconds / step) * step, "second"
 
 
-def _lines(rate: Rate, price: Price, units: int, unit: str, currency: str) -> list[LineItem]:
+def _lines(rate: Rate, price: Price, units: int, unit: str, currency: str, loc: Localizer) -> list[LineItem]:
+    description = localized(rate.description, rate.descriptions, loc)
+    cat = rate.taxCategory
     if price.unitPrice is not None:
-        return [LineItem(description=rate.description, quantity=units, unit=unit, unitPrice=price.unitPrice,
-                         amount=round_money(units * price.unitPrice, currency))]
+        return [LineItem(description=description, quantity=units, unit=unit, unitPrice=price.unitPrice,
+                         amount=round_money(units * price.unitPrice, currency), taxCategory=cat)]
     lines, done = [], 0
     for tier in price.tiers or []:
         top = units if tier.upTo is None else min(units, tier.upTo)
         n = top - done
         if n <= 0:
             continue
-        lines.append(LineItem(description=f"{rate.description} ({unit}s {done + 1}-{top})", quantity=n, unit=unit,
-                              unitPrice=tier.unitPrice, amount=round_money(n * tier.unitPrice, currency)))
+        text = loc.t(TIER_TEXT[unit], description=description, first=done + 1, last=top) if unit in TIER_TEXT \
+            else f"{description} ({done + 1}–{top})"
+        lines.append(LineItem(description=text, quantity=n, unit=unit, unitPrice=tier.unitPrice,
+                              amount=round_money(n * tier.unitPrice, currency), taxCategory=cat))
         done = top
     return lines
 
 
 def price(card: RateCard, *, wrapup_code: str | None, service_type: str | None, duration_seconds: int,
-          currency: str | None, country: str | None, region: str | None, tax_id: str | None = None) -> Priced:
-    """What the interaction costs the customer, in the customer's currency."""
+          currency: str | None, country: str | None, region: str | None, reverse_charge: bool = False,
+          loc: Localizer | None = None) -> Priced:
+    """What the interaction costs the customer, in the customer's currency and language.
+
+    Taxes are per rate: each tax line's base is the lines of its category (standard or
+    reduced), so an invoice shows the tax per rate the way EU and Japanese law ask.
+    """
+    loc = loc or english()
     if not currency:
         raise PricingError("NO_CURRENCY", "the customer record has no currency")
     try:
@@ -245,26 +276,31 @@ def price(card: RateCard, *, wrapup_code: str | None, service_type: str | None, 
         raise PricingError("NO_PRICE_FOR_CURRENCY", f"rate {rate.id} has no {currency} price")
     price_ = rate.prices[currency]
     units, unit = billed_units(rate, max(0, duration_seconds))
-    lines = _lines(rate, price_, units, unit, currency) if units else []
+    lines = _lines(rate, price_, units, unit, currency, loc) if units else []
     subtotal = sum((li.amount for li in lines), Decimal(0))
     if price_.minimum is not None and subtotal < price_.minimum:
-        lines.append(LineItem(description="Minimum charge adjustment", quantity=1, unit="adjustment",
-                              unitPrice=price_.minimum - subtotal, amount=price_.minimum - subtotal))
+        lines.append(LineItem(description=loc.t("Minimum charge adjustment"), quantity=1, unit="adjustment",
+                              unitPrice=price_.minimum - subtotal, amount=price_.minimum - subtotal,
+                              taxCategory=rate.taxCategory))
         subtotal = price_.minimum
     subtotal = round_money(subtotal, currency)
 
     where, jur = card.jurisdiction(country, region)
-    notes = [jur.note] if jur.note else []
-    reverse = jur.reverseCharge and bool((tax_id or "").strip())
+    note = localized(jur.note, jur.notes, loc) if jur.note else None
+    notes = [note] if note else []
+    reverse = jur.reverseCharge and reverse_charge
     taxes = []
-    for t in jur.lines:
-        rate_ = Decimal(0) if reverse else t.rate
-        taxes.append(TaxAmount(name=t.name, jurisdiction=where, rate=rate_, base=subtotal,
-                               amount=round_money(subtotal * rate_, currency),
-                               note=REVERSE_CHARGE_NOTE if reverse else None))
+    for category in dict.fromkeys(li.taxCategory for li in lines) or ["standard"]:
+        base = round_money(sum((li.amount for li in lines if li.taxCategory == category), Decimal(0)), currency)
+        for t in jur.taxes_for(category):
+            rate_ = Decimal(0) if reverse else t.rate
+            taxes.append(TaxAmount(name=t.name, jurisdiction=where, rate=rate_, base=base,
+                                   amount=round_money(base * rate_, currency),
+                                   category=None if category == "standard" else category,
+                                   note=REVERSE_CHARGE_NOTE if reverse else None))
     if reverse:
         notes.append(REVERSE_CHARGE_NOTE)
     tax_total = sum((t.amount for t in taxes), Decimal(0))
-    return Priced(rateId=rate.id, description=rate.description, priority=rate.priority, currency=currency,
+    return Priced(rateId=rate.id, description=localized(rate.description, rate.descriptions, loc), reverseCharge=reverse, priority=rate.priority, currency=currency,
                   lineItems=lines, subtotal=subtotal, taxes=taxes, taxTotal=round_money(tax_total, currency),
                   total=round_money(subtotal + tax_total, currency), notes=notes)

@@ -152,7 +152,15 @@ class Settings(BaseSettings):
     storage_attempts: int = Field(4, ge=1, description="Attempts per document store inside the documents agent before the invoice is parked on callbill.retry.")
     seller_name: str = Field("Callbill Demo Services Ltd", description="Seller's legal name on invoices.")
     seller_address: str = Field("1 Example Street|Springfield, IL 62701|United States", description="Seller's address on invoices, lines separated by |.")
-    seller_tax_id: str | None = Field(None, description="Seller's VAT / tax id printed on invoices.")
+    seller_country: str = Field("US", min_length=2, max_length=2, description="Seller's country (ISO 3166-1 alpha-2): which tax law's content the invoice carries, the label of the seller's tax id, and whether a buyer's EU VAT number is of another member state (reverse charge).")
+    seller_tax_id: str | None = Field(None, description="Seller's VAT / tax id printed on invoices, checked for CALLBILL_SELLER_COUNTRY at start-up (EU: the VAT number with its check digits; JP: the registration number T + 13 digits; GB, CH, AU, CA: their formats).")
+    default_locale: str = Field("en", description="The language and formats for a customer whose locale has no catalog (or who has none): a BCP 47 tag like en, de-DE. Fallback: the customer's locale, its language, this, en (docs/languages.md).")
+    catalog_dir: Path | None = Field(None, description="A directory of gettext catalogs (<language>.po, like de.po or fr_CA.po) overriding callbill's texts for your brand; checked at start-up (every message id known, every placeholder kept).")
+    vies: Literal["off", "on"] = Field("off", description="on: confirm a buyer's EU VAT number through VIES before a reverse-charge invoice (cached); off: format and check digits only.")
+    vies_url: str = Field("https://ec.europa.eu/taxation_customs/vies/rest-api", description="The VIES REST API (GET {url}/ms/{country}/vat/{number}).")
+    vies_timeout: float = Field(5.0, gt=0, description="Seconds a VIES question may take.")
+    vies_cache_hours: float = Field(24.0, gt=0, description="Hours a VIES answer is reused for the same number.")
+    vies_unavailable: Literal["charge_vat", "review"] = Field("review", description="When VIES cannot answer: charge_vat (invoice with VAT, no reverse charge) or review (VAT_ID_UNCONFIRMED).")
     seller_contact: str | None = Field("billing@callbill.example", description="Contact line on invoices (an email or phone for billing questions).")
     seller_logo: Path | None = Field(None, description="PNG/JPEG logo printed on invoices.")
     invoice_template: Path | None = Field(None, description="The invoice's layout: a typst file (start from adapters/templates/invoice.typ); compiled with a sample invoice at start-up. Default: the built-in one.")
@@ -170,7 +178,7 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(4, ge=1, description="SMTP connections kept open and reused per worker.")
     mail_from: str = Field("invoices@callbill.example", description="From address of invoice mail (its domain also names the Message-IDs).")
     mail_from_name: str = Field("Billing", description="Display name of the From address.")
-    mail_subject: str = Field("Your invoice $invoiceNumber", description="Subject template: only $invoiceNumber and $seller; special characters removed, at most 78 characters.")
+    mail_subject: str | None = Field(None, description="One subject template for every language ($invoiceNumber and $seller only; special characters removed, at most 78 characters). Unset: the catalog's subject in the customer's language (override it per language with CALLBILL_CATALOG_DIR).")
     sms_from: str | None = Field(None, description="Genesys SMS number (E.164) invoices are texted from; unset: no SMS, No Email customers get postal mail.")
     sms_default_region: str = Field("US", min_length=2, max_length=2, description="Country assumed for phone numbers written without +country code, when the customer has no address country.")
     genesys_send_rate: float = Field(300.0, gt=0, description="Agentless email/SMS sends per minute per worker (Genesys allows 300 per minute; divide by the number of workers).")
@@ -238,9 +246,11 @@ class Settings(BaseSettings):
 
     @field_validator("mail_subject")
     @classmethod
-    def _subject_fields(cls, v: str) -> str:
+    def _subject_fields(cls, v: str | None) -> str | None:
         from domain.messages import SUBJECT_FIELDS, check_template
 
+        if v is None:
+            return None
         return check_template(v, SUBJECT_FIELDS, "CALLBILL_MAIL_SUBJECT")
 
     @field_validator("redact_patterns")
@@ -263,9 +273,35 @@ class Settings(BaseSettings):
                 raise ValueError(f"CALLBILL_DEFAULT_TIMEZONE {v!r} is not an IANA timezone name") from None
         return v or None
 
+    @field_validator("seller_country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        import pycountry
+
+        if pycountry.countries.get(alpha_2=v.upper()) is None:
+            raise ValueError(f"CALLBILL_SELLER_COUNTRY {v!r} is not an ISO 3166-1 alpha-2 country code")
+        return v.upper()
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        from domain.i18n import bcp47, parse_tag
+
+        loc = parse_tag(v)
+        if loc is None:
+            raise ValueError(f"CALLBILL_DEFAULT_LOCALE {v!r} is not a locale (a BCP 47 tag like en or de-DE)")
+        return bcp47(loc)
+
     @model_validator(mode="after")
     def _safe(self) -> "Settings":
         problems = []
+        if self.seller_tax_id:
+            from domain.jurisdictions import TaxIdError, check_seller_tax_id
+
+            try:
+                check_seller_tax_id(self.seller_country, self.seller_tax_id)
+            except TaxIdError as e:
+                problems.append(f"CALLBILL_SELLER_TAX_ID: {e}")
         if self.bounce_maildir is not None and (why := unsafe_directory(self.bounce_maildir)):
             # the poller moves every file it finds there into processed/ or unreadable/
             problems.append(f"CALLBILL_BOUNCE_MAILDIR is {why}: name a directory that holds only bounce messages")

@@ -41,6 +41,8 @@ class PostalJob(BaseModel):
     expiresAt: AwareDatetime
     sha256: str
     recipient: PostalRecipient
+    locale: str = "en"  # BCP 47: the letter's language (the PDF's)
+    coverText: str | None = None  # for the cover page, in that language
     copies: int = 1
     time: AwareDatetime = Field(default_factory=utcnow)
 

@@ -21,14 +21,17 @@ class LineItem(BaseModel):
     unit: str
     unitPrice: Decimal
     amount: Decimal
+    # fields added after 0.1.0 are left out at their default: an older invoice reads and writes back unchanged
+    taxCategory: Literal["standard", "reduced"] = Field("standard", exclude_if=lambda v: v == "standard")
 
 
 class TaxAmount(BaseModel):
     name: str
     jurisdiction: str
     rate: Decimal
-    base: Decimal
+    base: Decimal  # the lines of this category: the taxable amount per rate
     amount: Decimal
+    category: Literal["reduced"] | None = Field(None, exclude_if=lambda v: v is None)  # None: standard
     note: str | None = None
 
 
@@ -110,6 +113,10 @@ class Invoice(BaseModel):
     paymentTermsDays: int
     deliveryChannel: Literal["EMAIL", "SMS", "POSTAL", "NONE"]
     issuedAt: AwareDatetime  # UTC, when callbill issued it
+    # the customer's language and the legal content (an invoice issued before these fields reads as English, B2C)
+    locale: str = Field("en", exclude_if=lambda v: v == "en")  # BCP 47: the formats' locale (domain/i18n.py)
+    buyerTaxId: str | None = Field(None, exclude_if=lambda v: v is None)  # printed (EU: the buyer's VAT number)
+    reverseCharge: bool = Field(False, exclude_if=lambda v: not v)  # art. 196: the buyer accounts for the VAT
 
 
 _DEC = re.compile(r'"\\u0000dec:(-?[0-9]+(?:\.[0-9]+)?)"')

@@ -221,9 +221,14 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
         assert wait_for(gone, 30, 1)
     finally:
         driver.quit()
-    assert wait_for(lambda: len(mail_sink.messages()) == 1, 60)
+    # the invoice, once; an item that sat in review for 30 s may also have had its "Processing
+    # Received" acknowledgement (it was late), which a loaded machine makes likely
+    def invoices() -> list:
+        return [m for m in mail_sink.messages() if ".invoice@" in str(m["Message-ID"])]
+    assert wait_for(lambda: len(invoices()) == 1, 60)
     time.sleep(1)
-    assert len(mail_sink.messages()) == 1 and mail_sink.messages()[0]["To"] == "b@example.com"
+    assert len(invoices()) == 1 and invoices()[0]["To"] == "b@example.com"
+    assert all(".ack@" in str(m["Message-ID"]) for m in mail_sink.messages() if m not in invoices())
     audit = read_json(kafka_bootstrap, w.topic("callbill.audit"), timeout=10)
     assert any(a["outcome"] == "RESUBMITTED" and a["actor"] == "rita" for a in audit)
 

@@ -128,7 +128,7 @@ def test_every_route_content_and_bounce_suppression(tmp_path, mail_sink, genesys
     text = m.get_body(("plain",)).get_content()
     html = m.get_body(("html",)).get_content()
     assert "4111 11** **** 1111" in text and "4111 1111 1111 1111" not in m.as_string()
-    assert "USD " in text and "/files/invoices/" in text and "valid until" in text and "CST" in text
+    assert "Amount due: $" in text and "/files/invoices/" in text and "valid until" in text and "CST" in text
     assert "/invoices/" in html and "/link?token=" in html and "&amp;" in html
 
     # No Email with a phone: SMS through Genesys agentless messaging

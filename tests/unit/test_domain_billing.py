@@ -27,9 +27,9 @@ D = Decimal
 
 
 def p(seconds: int, currency: str = "USD", country: str = "US", region: str | None = "IL",
-      service: str = "Consultation Service - Level 2", tax_id: str | None = None, card=CARD):
+      service: str = "Consultation Service - Level 2", reverse: bool = False, card=CARD):
     return price(card, wrapup_code="Billable Service", service_type=service, duration_seconds=seconds,
-                 currency=currency, country=country, region=region, tax_id=tax_id)
+                 currency=currency, country=country, region=region, reverse_charge=reverse)
 
 
 # --- money ---------------------------------------------------------------------------
@@ -105,10 +105,12 @@ def test_flat_fee_fallback_rule_and_first_match_wins():
     assert r.rateId == "billable-flat" and r.subtotal == D("150.00")
 
 
-def test_reverse_charge_only_for_customers_with_a_tax_id():
-    b2b = p(754, currency="EUR", country="DE", region=None, tax_id="DE123456789")
+def test_reverse_charge_zero_rates_where_the_jurisdiction_allows_it():
+    """Who qualifies (a valid VAT number of another member state) is tests/unit/test_legal.py's."""
+    b2b = p(754, currency="EUR", country="DE", region=None, reverse=True)
     assert b2b.taxes[0].rate == 0 and b2b.taxes[0].amount == D("0.00") and b2b.total == b2b.subtotal
-    assert any("Reverse charge" in n for n in b2b.notes)
+    assert b2b.reverseCharge and any("Article 196" in n for n in b2b.notes)
+    assert not p(754, currency="GBP", country="GB", region=None, reverse=True).reverseCharge  # GB: no reverse charge
     b2c = p(754, currency="EUR", country="DE", region=None)
     assert b2c.taxes[0].amount == D("5.64")  # 29.70 * 0.19 = 5.643
 

@@ -7,7 +7,8 @@ import pytest
 
 from domain.delivery import EmailRoute, NoRoute, PostalRoute, SmsRoute, e164, route
 from domain.messages import (SMS_MAX, MessageData, TemplateError, ack_email, check_template, clean_subject,
-                             invoice_email, invoice_sms, local_time, subject, SUBJECT_FIELDS)
+                             invoice_email, invoice_sms, subject, SUBJECT_FIELDS)
+from domain.i18n import english
 from domain.redaction import Redactor, luhn_ok, redact
 from schemas.customers import Customer
 
@@ -54,25 +55,29 @@ def data(**kw) -> MessageData:
     base = dict(invoiceNumber="INV03-000123", seller="Callbill Demo Services Ltd", amount="USD 150.00",
                 dueDate="2026-12-24", url="https://files.example/x.pdf?sig=a&exp=1", expires="2026-11-25 16:15 CST",
                 renewUrl="https://billing.example/invoices/INV03-000123/link?token=abc", contact="billing@x.example",
-                greeting=" Jane Doe")
+                name="Jane Doe")
     base.update(kw)
     return MessageData(**base)
 
 
+EN = english()
+
+
 def test_subject_is_generic_clean_and_short():
-    assert subject("Your invoice $invoiceNumber", "INV03-000123", "Seller", redact) == "Your invoice INV03-000123"
+    assert subject(EN, "INV03-000123", "Seller", redact) == "Your invoice INV03-000123"
+    assert subject(EN, "INV03-000123", "Seller", redact, "Your invoice $invoiceNumber") == "Your invoice INV03-000123"
     hostile = "INV-1\r\nBcc: victim@example.com\n" + "9" * 300 + " 😀 <script>"
-    s = subject("Your invoice $invoiceNumber", hostile, "Seller", redact)
+    s = subject(EN, hostile, "Seller", redact)
     assert "\n" not in s and "\r" not in s and "<" not in s and "😀" not in s and "@" not in s
     assert len(s) <= 78
-    long = subject("Your invoice $invoiceNumber from $seller", "INV-1", "A" * 20 + " " + "B" * 100, redact)
+    long = subject(EN, "INV-1", "A" * 20 + " " + "B" * 100, redact, "Your invoice $invoiceNumber from $seller")
     assert len(long) <= 78
-    card = subject("Your invoice $invoiceNumber", "4111 1111 1111 1111", "Seller", redact)
+    card = subject(EN, "4111 1111 1111 1111", "Seller", redact)
     assert "4111 1111 1111 1111" not in card
     # the name is in the template data, but a subject template cannot name it
     with pytest.raises(TemplateError, match=r"\$name"):
         check_template("Invoice for $name", SUBJECT_FIELDS, "subject")
-    assert "Jane" not in invoice_email(data(), redact).subject
+    assert "Jane" not in invoice_email(data(), EN, redact).subject
 
 
 @pytest.mark.parametrize("raw, masked", [
@@ -83,10 +88,10 @@ def test_subject_is_generic_clean_and_short():
 ])
 def test_redaction_runs_over_every_outgoing_text(raw, masked):
     """The same pass over the subject, both email bodies and the SMS, wherever the text came from."""
-    subj = subject("Your invoice $invoiceNumber from $seller", "INV-1", f"Acme {raw}", redact)
-    mail = invoice_email(data(seller=f"Acme {raw}", greeting=f" Jane {raw}"), redact,
+    subj = subject(EN, "INV-1", f"Acme {raw}", redact, "Your invoice $invoiceNumber from $seller")
+    mail = invoice_email(data(seller=f"Acme {raw}", name=f"Jane {raw}"), EN, redact,
                          "Your invoice $invoiceNumber from $seller")
-    sms = invoice_sms(data(seller=f"Acme {raw}"), redact)
+    sms = invoice_sms(data(seller=f"Acme {raw}"), EN, redact)
     for where, text in (("text", mail.text), ("html", mail.html), ("sms", sms)):
         assert masked in text, (where, text)
     for where, text in (("subject", subj), ("mail subject", mail.subject), ("text", mail.text),
@@ -102,25 +107,25 @@ def test_clean_subject_keeps_readable_text():
 
 
 def test_bodies_have_link_expiry_and_escaping():
-    mail = invoice_email(data(greeting=" <b>Jane</b> 4111 1111 1111 1111"), redact)
+    mail = invoice_email(data(name="<b>Jane</b> 4111 1111 1111 1111"), EN, redact)
     assert "https://files.example/x.pdf?sig=a&exp=1" in mail.text and "2026-11-25 16:15 CST" in mail.text
     assert 'href="https://files.example/x.pdf?sig=a&amp;exp=1"' in mail.html
     assert "&lt;b&gt;Jane&lt;/b&gt;" in mail.html and "<b>Jane" not in mail.html
     assert "4111 11** **** 1111" in mail.text and "4111 1111 1111 1111" not in mail.html
-    ack = ack_email("Seller", redact)
+    ack = ack_email("Seller", EN, redact)
     assert ack.subject == "We are preparing your invoice" and "invoice" in ack.text
 
 
 def test_sms_uses_the_short_renew_link_and_fits():
-    text = invoice_sms(data(), redact)
+    text = invoice_sms(data(), EN, redact)
     assert "link?token=abc" in text and "x.pdf" not in text and "Jane" not in text
-    assert len(invoice_sms(data(seller="S" * 900), redact)) <= SMS_MAX
+    assert len(invoice_sms(data(seller="S" * 900), EN, redact)) <= SMS_MAX
 
 
 def test_local_time_in_the_customers_zone():
     at = datetime(2026, 11, 25, 22, 15, tzinfo=timezone.utc)
-    assert local_time(at, "Asia/Tokyo") == "2026-11-26 07:15 JST"
-    assert local_time(at, None).endswith("UTC")
+    assert EN.moment(at, "Asia/Tokyo") == "Nov 26, 2026, 7:15:00\u202fAM JST"
+    assert EN.moment(at, None).endswith("UTC")
 
 
 # --- routing -----------------------------------------------------------------------------------

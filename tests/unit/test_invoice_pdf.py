@@ -50,15 +50,15 @@ def test_the_pdf_holds_number_totals_and_local_dates():
     pdf = render(invoice(), SELLER, Buyer("Jane Doe", ("1 Main St", "Springfield, IL 62701"), "CUST-1"))
     assert pdf.startswith(b"%PDF-")
     (page,) = text_of(pdf)
-    for expected in ("INV03-000042", "34.53 USD", "32.50 USD", "2.03 USD", "Illinois sales tax 6.25%",
-                     "2026-12-31",  # ended 2026-12-31 23:30 UTC: still the 31st in Chicago
-                     "2027-01-30", "America/Chicago", "Jane Doe", "Musterstraße 1", "DE123456789", "Page 1 of 1"):
+    for expected in ("INV03-000042", "$34.53", "$32.50", "$2.03", "Illinois sales tax 6.25% on $32.50",
+                     "Dec 31, 2026",  # ended 2026-12-31 23:30 UTC: still the 31st in Chicago
+                     "Jan 30, 2027", "America/Chicago", "Jane Doe", "Musterstraße 1", "DE123456789", "Page 1 of 1"):
         assert expected in page, expected
 
 
 def test_an_arabic_name_is_shaped_and_extractable():
     pdf = render(invoice(), SELLER, Buyer("فاطمة علي", ("Kuwait City",), "CUST-1"))
-    assert any("NotoSansArabic" in f for f in fonts_of(pdf)), fonts_of(pdf)
+    assert any("IBMPlexSansArabic" in f for f in fonts_of(pdf)), fonts_of(pdf)
     # pypdf extracts right-to-left text in visual order; the letters are all there
     assert set("فاطمةعلي") <= set(text_of(pdf)[0])
 
@@ -107,7 +107,7 @@ def test_zero_decimal_and_three_decimal_currencies_print_their_own_precision():
     pdf = render(issue(jp, "INV01-000001", "INV01", datetime(2027, 1, 1, tzinfo=timezone.utc)), SELLER,
                  Buyer("Kenji Sato", (), "CUST-1"))
     page = text_of(pdf)[0]
-    assert "5,005 JPY" in page and "2027-01-01" in page  # Tokyo: already the new year
+    assert "¥5,005" in page and "Jan 1, 2027" in page  # Tokyo: already the new year
 
 
 def test_the_render_process_gives_the_same_bytes_and_a_dead_one_is_replaced():

@@ -154,7 +154,12 @@ def test_every_file_the_settings_name_is_checked_before_the_worker_starts(monkey
     not_an_image.write_text("<svg/>")
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
+    brand = tmp_path / "brand"
+    brand.mkdir()
+    (brand / "de.po").write_text('msgid "Hello {name},"\nmsgstr "Hallo {vorname},"\n')
     for name, value, named in (
+            ("CALLBILL_CATALOG_DIR", brand, r"CALLBILL_CATALOG_DIR: catalog .*de.po: 'Hello \{name\},': placeholder"),
+            ("CALLBILL_CATALOG_DIR", tmp_path / "nowhere", "CALLBILL_CATALOG_DIR: .* is not a directory"),
             ("CALLBILL_WRAPUP_CODES_FILE", codes, r"CALLBILL_WRAPUP_CODES_FILE: .*entities\[0\] needs an `id` and a `name`"),
             ("CALLBILL_WRAPUP_CODES_FILE", tmp_path / "missing.csv", "CALLBILL_WRAPUP_CODES_FILE: .*cannot be read"),
             ("CALLBILL_SELLER_LOGO", not_an_image, "CALLBILL_SELLER_LOGO: .* is not a PNG or JPEG image"),
