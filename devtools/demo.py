@@ -227,13 +227,13 @@ def _print_invoices(ids: list[str], billed: dict) -> None:
     print("== invoices issued (reference ERP numbers; dates in the customer's timezone; each in its customer's "
           "language)")
     print(f"{'interaction':38} {'invoice':16} {'total':>12} {'cur':4} {'service date':12} {'due':10}  "
-          f"{'language':9} timezone")
+          f"{'language':17} timezone")
     for k in ids:
         inv = billed["invoices"].get(k)
         if inv:
             lang = inv.get("locale", "en")
             print(f"{k:38} {inv['invoiceNumber']:16} {inv['total']:>12} {inv['currency']:4} "
-                  f"{inv['serviceDate']:12} {inv['dueDate']:10}  {lang + ' (' + _language_name(lang) + ')':9} "
+                  f"{inv['serviceDate']:12} {inv['dueDate']:10}  {lang + ' (' + _language_name(lang) + ')':17} "
                   f"{inv['timezone']}")
         elif k in billed["reviews"]:
             print(f"{k:38} {'(review)':16} {billed['reviews'][k]['reason']}")

@@ -119,6 +119,7 @@ class Rate(_Strict):
 
 class TaxRate(_Strict):
     name: str = Field(min_length=1)
+    names: dict[str, str] = Field(default_factory=dict, description="the tax's name per language or locale")
     rate: Amount = Field(ge=0, le=1, description="0.19 for 19 %")
 
 
@@ -294,7 +295,7 @@ def price(card: RateCard, *, wrapup_code: str | None, service_type: str | None, 
         base = round_money(sum((li.amount for li in lines if li.taxCategory == category), Decimal(0)), currency)
         for t in jur.taxes_for(category):
             rate_ = Decimal(0) if reverse else t.rate
-            taxes.append(TaxAmount(name=t.name, jurisdiction=where, rate=rate_, base=base,
+            taxes.append(TaxAmount(name=localized(t.name, t.names, loc), jurisdiction=where, rate=rate_, base=base,
                                    amount=round_money(base * rate_, currency),
                                    category=None if category == "standard" else category,
                                    note=REVERSE_CHARGE_NOTE if reverse else None))
