@@ -120,6 +120,14 @@ class Rate(_Strict):
 class TaxRate(_Strict):
     name: str = Field(min_length=1)
     names: dict[str, str] = Field(default_factory=dict, description="the tax's name per language or locale")
+    vatCategory: Literal["E"] | None = Field(None, description="E: an exempt supply (EN 16931 category E); needs exemptionReason")
+    exemptionReason: str | None = Field(None, description="why the supply is exempt, as the e-invoice states it (BT-120)")
+
+    @model_validator(mode="after")
+    def _exempt(self) -> "TaxRate":
+        if self.vatCategory == "E" and (self.rate != 0 or not self.exemptionReason):
+            raise ValueError("an exempt tax (vatCategory: E) has rate 0 and an exemptionReason")
+        return self
     rate: Amount = Field(ge=0, le=1, description="0.19 for 19 %")
 
 
@@ -298,6 +306,7 @@ def price(card: RateCard, *, wrapup_code: str | None, service_type: str | None, 
             taxes.append(TaxAmount(name=localized(t.name, t.names, loc), jurisdiction=where, rate=rate_, base=base,
                                    amount=round_money(base * rate_, currency),
                                    category=None if category == "standard" else category,
+                                   vatCategory=t.vatCategory, exemptionReason=t.exemptionReason,
                                    note=REVERSE_CHARGE_NOTE if reverse else None))
     if reverse:
         notes.append(REVERSE_CHARGE_NOTE)

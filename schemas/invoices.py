@@ -32,6 +32,8 @@ class TaxAmount(BaseModel):
     base: Decimal  # the lines of this category: the taxable amount per rate
     amount: Decimal
     category: Literal["reduced"] | None = Field(None, exclude_if=lambda v: v is None)  # None: standard
+    vatCategory: Literal["E"] | None = Field(None, exclude_if=lambda v: v is None)  # E: exempt (EN 16931)
+    exemptionReason: str | None = Field(None, exclude_if=lambda v: v is None)
     note: str | None = None
 
 

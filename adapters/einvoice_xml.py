@@ -1,0 +1,141 @@
+"""EN 16931 e-invoices written as UBL 2.1 (Invoice / CreditNote) from domain/einvoice.py's model.
+
+Only placement happens here: every amount, category and total was decided by the domain.
+Element order follows the UBL 2.1 schema, which the standard's XSLT does not check but
+receivers' schema validation does. Deterministic: the same invoice gives the same bytes.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from xml.etree import ElementTree as ET
+
+from domain.einvoice import CREDIT_NOTE, CUSTOMIZATION, EInvoice, Party
+
+NS = {
+    "": "urn:oasis:names:specification:ubl:schema:xsd:{doc}-2",
+    "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+    "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
+}
+CAC, CBC = "{%s}" % NS["cac"], "{%s}" % NS["cbc"]
+PEPPOL_CUSTOMIZATION = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+PEPPOL_PROFILE = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+
+
+def _amount(value: Decimal) -> str:
+    """At most 2 decimals (BR-DEC-*): a 3-decimal currency's amount that fits is written as it (10.070 → 10.07)."""
+    if value.as_tuple().exponent < -2 and value == value.quantize(Decimal("0.01")):
+        value = value.quantize(Decimal("0.01"))
+    return f"{value:f}"
+
+
+def _cbc(parent: ET.Element, tag: str, text: object, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, CBC + tag, attrs)
+    el.text = str(text)
+    return el
+
+
+def _cac(parent: ET.Element, tag: str) -> ET.Element:
+    return ET.SubElement(parent, CAC + tag)
+
+
+def _party(parent: ET.Element, p: Party, vat_ids: bool) -> None:
+    party = _cac(parent, "Party")
+    if p.email:
+        _cbc(party, "EndpointID", p.email, schemeID="EM")  # BT-34 / BT-49
+    _cbc(_cac(party, "PartyName"), "Name", p.name)
+    addr = _cac(party, "PostalAddress")
+    if p.lines:
+        _cbc(addr, "StreetName", p.lines[0])
+    if len(p.lines) > 1:
+        _cbc(addr, "AdditionalStreetName", p.lines[1])
+    if p.city:
+        _cbc(addr, "CityName", p.city)
+    if p.postal_code:
+        _cbc(addr, "PostalZone", p.postal_code)
+    if len(p.lines) > 2:
+        _cbc(_cac(addr, "AddressLine"), "Line", ", ".join(p.lines[2:]))
+    _cbc(_cac(addr, "Country"), "IdentificationCode", p.country)
+    if p.vat_id and vat_ids:
+        scheme = _cac(party, "PartyTaxScheme")
+        _cbc(scheme, "CompanyID", p.vat_id)
+        _cbc(_cac(scheme, "TaxScheme"), "ID", "VAT")
+    if p.tax_registration:  # BT-32: a tax registration that is not a VAT number
+        scheme = _cac(party, "PartyTaxScheme")
+        _cbc(scheme, "CompanyID", p.tax_registration)
+        _cbc(_cac(scheme, "TaxScheme"), "ID", "LOC")
+    legal = _cac(party, "PartyLegalEntity")
+    _cbc(legal, "RegistrationName", p.name)
+    if p.vat_id and not vat_ids:  # BT-30 (BR-CO-26): the seller still identified, outside VAT's scope
+        _cbc(legal, "CompanyID", p.vat_id)
+    if p.email:
+        _cbc(_cac(party, "Contact"), "ElectronicMail", p.email)
+
+
+def _category(parent: ET.Element, tag: str, category: str, rate: Decimal | None,
+              code: str | None = None, reason: str | None = None) -> None:
+    cat = _cac(parent, tag)
+    _cbc(cat, "ID", category)
+    if rate is not None:
+        _cbc(cat, "Percent", _amount(rate))
+    if code:
+        _cbc(cat, "TaxExemptionReasonCode", code)
+    if reason:
+        _cbc(cat, "TaxExemptionReason", reason)
+    _cbc(_cac(cat, "TaxScheme"), "ID", "VAT")
+
+
+def ubl(e: EInvoice, peppol: bool = True) -> bytes:
+    """UBL 2.1 Invoice (380) or CreditNote (381); `peppol`: the Peppol BIS Billing 3.0 ids."""
+    doc = "CreditNote" if e.type_code == CREDIT_NOTE else "Invoice"
+    ET.register_namespace("", NS[""].format(doc=doc))
+    ET.register_namespace("cac", NS["cac"])
+    ET.register_namespace("cbc", NS["cbc"])
+    root = ET.Element("{%s}%s" % (NS[""].format(doc=doc), doc))
+    cur = e.currency
+    _cbc(root, "CustomizationID", PEPPOL_CUSTOMIZATION if peppol else CUSTOMIZATION)  # BT-24
+    if peppol:
+        _cbc(root, "ProfileID", PEPPOL_PROFILE)  # BT-23
+    _cbc(root, "ID", e.number)  # BT-1
+    _cbc(root, "IssueDate", e.issue_date.isoformat())  # BT-2
+    if e.due_date and doc == "Invoice":
+        _cbc(root, "DueDate", e.due_date.isoformat())  # BT-9
+    _cbc(root, "InvoiceTypeCode" if doc == "Invoice" else "CreditNoteTypeCode", e.type_code)  # BT-3
+    for note in e.notes:
+        _cbc(root, "Note", note)  # BT-22
+    _cbc(root, "DocumentCurrencyCode", cur)  # BT-5
+    _cbc(root, "BuyerReference", e.buyer_reference)  # BT-10
+    if e.preceding:  # BG-3
+        ref = _cac(_cac(root, "BillingReference"), "InvoiceDocumentReference")
+        _cbc(ref, "ID", e.preceding[0])
+        _cbc(ref, "IssueDate", e.preceding[1].isoformat())
+    vat_ids = not any(b.category == "O" for b in e.breakdown)  # BR-O-02..04: no VAT ids outside VAT's scope
+    _party(_cac(root, "AccountingSupplierParty"), e.seller, vat_ids)
+    _party(_cac(root, "AccountingCustomerParty"), e.buyer, vat_ids)
+    _cbc(_cac(root, "Delivery"), "ActualDeliveryDate", e.supply_date.isoformat())  # BT-72
+    if e.payment_terms:
+        _cbc(_cac(root, "PaymentTerms"), "Note", e.payment_terms)  # BT-20
+    total = _cac(root, "TaxTotal")
+    _cbc(total, "TaxAmount", _amount(e.tax_total), currencyID=cur)  # BT-110
+    for b in e.breakdown:
+        sub = _cac(total, "TaxSubtotal")
+        _cbc(sub, "TaxableAmount", _amount(b.taxable), currencyID=cur)  # BT-116
+        _cbc(sub, "TaxAmount", _amount(b.tax), currencyID=cur)  # BT-117
+        _category(sub, "TaxCategory", b.category, b.rate if b.category != "O" else None, b.exemption_code,
+                  b.exemption_reason)
+    money = _cac(root, "LegalMonetaryTotal")
+    _cbc(money, "LineExtensionAmount", _amount(e.line_total), currencyID=cur)  # BT-106
+    _cbc(money, "TaxExclusiveAmount", _amount(e.tax_exclusive), currencyID=cur)  # BT-109
+    _cbc(money, "TaxInclusiveAmount", _amount(e.tax_inclusive), currencyID=cur)  # BT-112
+    _cbc(money, "PayableAmount", _amount(e.payable), currencyID=cur)  # BT-115
+    for li in e.lines:
+        line = _cac(root, "InvoiceLine" if doc == "Invoice" else "CreditNoteLine")
+        _cbc(line, "ID", li.id)  # BT-126
+        _cbc(line, "InvoicedQuantity" if doc == "Invoice" else "CreditedQuantity", _amount(li.quantity),
+             unitCode=li.unit)  # BT-129, BT-130
+        _cbc(line, "LineExtensionAmount", _amount(li.net_amount), currencyID=cur)  # BT-131
+        item = _cac(line, "Item")
+        _cbc(item, "Name", li.name)  # BT-153
+        _category(item, "ClassifiedTaxCategory", li.category, li.rate)  # BT-151, BT-152
+        _cbc(_cac(line, "Price"), "PriceAmount", _amount(li.net_price), currencyID=cur)  # BT-146
+    ET.indent(root, space=" ")
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
