@@ -27,7 +27,8 @@ class StorageError(Exception):
 
 
 class ObjectStore(Protocol):
-    async def put(self, key: str, data: bytes, *, filename: str, sha256: str) -> None: ...
+    async def put(self, key: str, data: bytes, *, filename: str, sha256: str,
+                  content_type: str = "application/pdf") -> None: ...
 
     async def get(self, key: str) -> bytes: ...
 
@@ -57,15 +58,20 @@ class FileStore:
             raise StorageError("key outside the store")
         return p
 
-    async def put(self, key: str, data: bytes, *, filename: str, sha256: str) -> None:
+    @staticmethod
+    def _meta(p: Path) -> Path:
+        # a PDF's record keeps its first name (INV-1.json); anything else beside it gets its own
+        return p.with_suffix(".json") if p.suffix == ".pdf" else p.with_name(p.name + ".json")
+
+    async def put(self, key: str, data: bytes, *, filename: str, sha256: str,
+                  content_type: str = "application/pdf") -> None:
         def write() -> None:
             p = self.path(key)
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_suffix(p.suffix + f".tmp{os.getpid()}")
             tmp.write_bytes(data)
             os.replace(tmp, p)  # atomic: a reader sees the old file or the new one
-            p.with_suffix(".json").write_text(json.dumps({"sha256": sha256, "filename": filename,
-                                                          "contentType": "application/pdf"}))
+            self._meta(p).write_text(json.dumps({"sha256": sha256, "filename": filename, "contentType": content_type}))
         try:
             await asyncio.to_thread(write)
         except OSError as e:
@@ -82,7 +88,7 @@ class FileStore:
 
     def meta(self, key: str) -> dict:
         try:
-            return json.loads(self.path(key).with_suffix(".json").read_text())
+            return json.loads(self._meta(self.path(key)).read_text())
         except (OSError, ValueError):
             return {}
 
@@ -141,8 +147,9 @@ class S3Store:
         except (BotoCoreError, OSError, asyncio.TimeoutError) as e:
             raise StorageError(f"S3_{type(e).__name__}") from None
 
-    async def put(self, key: str, data: bytes, *, filename: str, sha256: str) -> None:
-        args = dict(Bucket=self.bucket, Key=self.full(key), Body=data, ContentType="application/pdf",
+    async def put(self, key: str, data: bytes, *, filename: str, sha256: str,
+                  content_type: str = "application/pdf") -> None:
+        args = dict(Bucket=self.bucket, Key=self.full(key), Body=data, ContentType=content_type,
                     ContentDisposition=f'inline; filename="{filename}"', Metadata={"sha256": sha256})
         if self.sse:
             args["ServerSideEncryption"] = self.sse

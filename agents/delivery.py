@@ -47,7 +47,8 @@ def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: 
     return MessageData(
         invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=loc.money(invoice.total, invoice.currency),
         dueDate=loc.date(invoice.dueDate), url=doc.url, expires=loc.moment(doc.expiresAt, invoice.timezone),
-        renewUrl=doc.renewUrl, contact=s.contact or s.name, name=customer.name or None)
+        renewUrl=doc.renewUrl, contact=s.contact or s.name, name=customer.name or None,
+        einvoiceUrl=doc.einvoice.url if doc.einvoice else None)
 
 
 async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,

@@ -17,10 +17,12 @@ from agents.batching import Batch, Parked, park, run_batches, with_backoff
 from agents.routing import event_context, guard_one, header, parse, source_of
 from runtime import headers
 from runtime.logs import error_site, get_logger
+from adapters.einvoice_xml import ubl
+from domain import einvoice
 from domain.invoice_pdf import Buyer
 from domain.ledger import LedgerEntry, State
 from domain.links import document_key
-from schemas.documents import DocumentStored
+from schemas.documents import DocumentStored, EInvoiceStored
 from schemas.invoices import Invoice
 
 STAGE = "documents"
@@ -39,17 +41,44 @@ def buyer_for(ctx: Context, invoice: Invoice) -> Buyer:
     return Buyer(name=c.name, address=lines, reference=invoice.customerReference, country=a.country if a else None)
 
 
-async def store_pdf(ctx: Context, key: str, pdf: bytes, filename: str, sha: str, batch: Batch) -> Parked | None:
-    parked = await with_backoff(ctx, lambda: ctx.services.store.put(key, pdf, filename=filename, sha256=sha), StorageError,
+async def store_pdf(ctx: Context, key: str, pdf: bytes, filename: str, sha: str, batch: Batch,
+                    content_type: str = "application/pdf") -> Parked | None:
+    parked = await with_backoff(ctx, lambda: ctx.services.store.put(key, pdf, filename=filename, sha256=sha,
+                                                                    content_type=content_type), StorageError,
                                 batch, ctx.settings.storage_attempts, "storage", lambda e: e.reason.lower())
     return parked if isinstance(parked, Parked) else None
 
 
-async def stored(ctx: Context, invoice: Invoice, key: str, sha: str, size: int) -> DocumentStored:
+async def stored(ctx: Context, invoice: Invoice, key: str, sha: str, size: int,
+                 xml: tuple[str, str, int] | None = None) -> DocumentStored:
+    """The document message: fresh signed links to the PDF and, for an e-invoice customer, the XML."""
     url, expires = await ctx.services.store.link(key, ctx.settings.link_ttl, f"{invoice.invoiceNumber}.pdf")
+    e = None
+    if xml is not None:
+        xml_key, xml_sha, xml_size = xml
+        xml_url, xml_expires = await ctx.services.store.link(xml_key, ctx.settings.link_ttl,
+                                                             f"{invoice.invoiceNumber}.xml")
+        e = EInvoiceStored(format="ubl", key=xml_key, sha256=xml_sha, size=xml_size, url=xml_url,
+                           expiresAt=xml_expires, renewUrl=ctx.services.renew_url(invoice.invoiceNumber, xml_key))
     return DocumentStored(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, key=key, sha256=sha,
                           size=size, storage=ctx.services.store_kind, url=url, expiresAt=expires,
-                          renewUrl=ctx.services.renew_url(invoice.invoiceNumber, key))
+                          renewUrl=ctx.services.renew_url(invoice.invoiceNumber, key), einvoice=e)
+
+
+def einvoice_xml(ctx: Context, invoice: Invoice) -> bytes | None:
+    """The UBL file for a customer who gets one (None: they do not); raises EInvoiceError."""
+    customer = ctx.directory.customers.get(invoice.customerReference)
+    if einvoice.wanted(customer, invoice, ctx.settings.einvoice_default) != "ubl":
+        return None
+    s, loc = ctx.settings, ctx.services.catalogs.localizer(invoice.locale)
+    seller = ctx.services.seller
+    terms = loc.t("Payment terms: {days} days. Please pay {amount} by {date}, quoting {number}.",
+                  days=invoice.paymentTermsDays, amount=loc.money(invoice.total, invoice.currency),
+                  date=loc.date(invoice.dueDate, "long"), number=invoice.invoiceNumber)
+    model = einvoice.from_invoice(
+        invoice, einvoice.seller_party(seller.name, seller.address, s.seller_country, seller.tax_id, seller.contact),
+        einvoice.buyer_party(customer, invoice), payment_terms=terms)
+    return ubl(model)
 
 
 async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
@@ -66,7 +95,9 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         if entry.documentSource == source and entry.document:
             # redelivered: the document message may not have landed; same object, fresh link
             doc = entry.document
-            await ctx.publish("callbill.documents", iid, await stored(ctx, invoice, doc.key, doc.sha256, doc.size), wait=False)
+            x = doc.einvoice
+            again = await stored(ctx, invoice, doc.key, doc.sha256, doc.size, (x.key, x.sha256, x.size) if x else None)
+            await ctx.publish("callbill.documents", iid, again, wait=False)
             # the same decision again: its first audit record may have been lost with the crash
             await ctx.audit(STAGE, iid, "DOCUMENTED", f"{doc.key} (republished after a restart)")
         else:
@@ -82,13 +113,26 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         await ctx.review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")
         await ctx.audit(STAGE, iid, "REVIEW", "RENDER_FAILED")
         return
+    try:
+        xml = einvoice_xml(ctx, invoice)  # before anything is stored: a customer who needs one gets both or neither
+    except einvoice.EInvoiceError as e:
+        # the text names the rule or the field, never a value
+        ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.REVIEW, reason="EINVOICE_FAILED"))
+        await ctx.review(STAGE, iid, "EINVOICE_FAILED", detail=f"the e-invoice cannot be written: {e}")
+        await ctx.audit(STAGE, iid, "REVIEW", "EINVOICE_FAILED")
+        return
     sha = hashlib.sha256(pdf).hexdigest()
     parked = await store_pdf(ctx, key, pdf, f"{invoice.invoiceNumber}.pdf", sha, batch)
+    xml_stored = None
+    if parked is None and xml is not None:
+        xml_key, xml_sha = key.removesuffix(".pdf") + ".xml", hashlib.sha256(xml).hexdigest()
+        parked = await store_pdf(ctx, xml_key, xml, f"{invoice.invoiceNumber}.xml", xml_sha, batch, "application/xml")
+        xml_stored = (xml_key, xml_sha, len(xml))
     entry = ctx.ledger.get(iid) or entry
     if parked is not None:
         await park(ctx, STAGE, event, iid, "callbill.invoices", invoice, parked)
         return
-    doc = await stored(ctx, invoice, key, sha, len(pdf))
+    doc = await stored(ctx, invoice, key, sha, len(pdf), xml_stored)
     entry = ctx.ledger.get(iid) or entry
     state = entry.state if entry.state is State.DELIVERED else State.DOCUMENTED
     ctx.ledger.put(iid, entry.touched(ctx.clock(), state=state, reason=None, documentKey=key,

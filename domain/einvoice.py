@@ -154,3 +154,33 @@ def from_invoice(invoice: Invoice, seller: Party, buyer: Party, type_code: str =
         raise EInvoiceError("the invoice's totals do not add up the way EN 16931 checks them "
                             f"(lines {e.line_total}, tax {e.tax_total}, total {invoice.total})")
     return e
+
+
+def seller_party(name: str, address: tuple[str, ...], country: str, tax_id: str | None, contact: str | None) -> Party:
+    """The seller (BG-4) from the settings: the tax id is the VAT number (BT-31) when it is one
+    of the seller's country, else a tax registration (BT-32)."""
+    from domain.jurisdictions import eu_vat_country
+
+    vat = tax_id if tax_id and eu_vat_country(tax_id) == country else None
+    email = contact if contact and "@" in contact else None
+    return Party(name, address, country, vat_id=vat, tax_registration=None if vat else tax_id, email=email)
+
+
+def buyer_party(customer, invoice: Invoice) -> Party:
+    """The buyer (BG-7) from the directory record; its country is required (BR-11)."""
+    from domain.jurisdictions import eu_vat_country
+
+    a = customer.postalAddress
+    if a is None or not a.country:
+        raise EInvoiceError("the customer's postal address has no country (BT-55, BR-11)")
+    vat = invoice.buyerTaxId if invoice.buyerTaxId and eu_vat_country(invoice.buyerTaxId) else None
+    return Party(customer.name or customer.customerId, tuple(x for x in (a.line1, a.line2) if x), a.country, a.city,
+                 a.postalCode, vat_id=vat, tax_registration=None if vat else invoice.buyerTaxId, email=customer.email)
+
+
+def wanted(customer, invoice: Invoice, default: str) -> str:
+    """The e-invoice this customer gets: their record's choice, else the seller's default for
+    a business customer (one with a VAT or tax number), else none."""
+    if customer is not None and customer.einvoice is not None:
+        return customer.einvoice
+    return default if invoice.buyerTaxId else "none"

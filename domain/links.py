@@ -38,8 +38,9 @@ def key_of_renew_token(secret: bytes, token: str) -> str | None:
     return key if mac and hmac.compare_digest(_mac(secret, "renew", key)[:32], mac) else None
 
 
-def document_key(number: str, issue_year: int, issue_month: int) -> str:
-    """invoices/<yyyy>/<mm>/<invoiceNumber>.pdf (deterministic: a repeated PUT is harmless)."""
+def document_key(number: str, issue_year: int, issue_month: int, extension: str = "pdf") -> str:
+    """invoices/<yyyy>/<mm>/<invoiceNumber>.pdf (deterministic: a repeated PUT is harmless);
+    the e-invoice beside it is the same key with .xml."""
     if not number or "/" in number or number.startswith("."):
         raise ValueError("invoice number cannot be part of an object key")
-    return f"invoices/{issue_year:04d}/{issue_month:02d}/{number}.pdf"
+    return f"invoices/{issue_year:04d}/{issue_month:02d}/{number}.{extension}"

@@ -35,6 +35,7 @@ class MessageData:
     renewUrl: str
     contact: str
     name: str | None  # the customer's name (bodies only, never the subject)
+    einvoiceUrl: str | None = None  # the UBL file's signed link, for customers who get one
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_t
         f"{t('Amount due')}: {data.amount}\n{t('Due date')}: {data.dueDate}",
         f"{t('Download it here (the link is valid until {expires}):', expires=data.expires)}\n{data.url}",
         f"{t('If the link has expired, this one always gives you a fresh link:')}\n{data.renewUrl}",
+        *([f"{t('The e-invoice (XML, EN 16931) for your accounting system:')}\n{data.einvoiceUrl}"]
+          if data.einvoiceUrl else []),
         t("Questions about this invoice? Contact {contact}.", contact=data.contact),
     ]) + "\n"
     e = {k: html.escape(v, quote=True) if isinstance(v, str) else v for k, v in asdict(data).items()}
@@ -108,6 +111,8 @@ def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_t
     # the number in bold: placeholders survive escaping, so the markup goes in after it
     ready = h(t("Your invoice {invoiceNumber} from {seller} is ready.")).format(
         invoiceNumber=f"<strong>{e['invoiceNumber']}</strong>", seller=e["seller"])
+    einvoice = (f'\n<p><a href="{e["einvoiceUrl"]}">{h(t("Download the e-invoice (XML)"))}</a></p>'
+                if data.einvoiceUrl else "")
     page = f"""<!DOCTYPE html>
 <html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{h(t("Invoice {number}", number=data.invoiceNumber))}</title></head>
 <body style="font-family: Arial, sans-serif; color: #222;">
@@ -118,7 +123,7 @@ def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_t
 <tr><td style="padding: 2px 12px;">{h(t("Due date"))}</td><td><bdi>{e['dueDate']}</bdi></td></tr>
 </table>
 <p><a href="{e['url']}">{h(t("Download your invoice (PDF)"))}</a><br>
-<small>{h(t("The link is valid until {expires}.", expires=data.expires))} <a href="{e['renewUrl']}">{h(t("Get a fresh link"))}</a></small></p>
+<small>{h(t("The link is valid until {expires}.", expires=data.expires))} <a href="{e['renewUrl']}">{h(t("Get a fresh link"))}</a></small></p>{einvoice}
 <p>{h(t("Questions about this invoice? Contact {contact}.", contact=data.contact))}</p>
 </body></html>
 """

@@ -64,6 +64,8 @@ MESSAGES: dict[str, str] = {
     "The link is valid until {expires}.": "HTML email, under the link.",
     "Get a fresh link": "HTML email: the renew link's text, for when the first link has expired.",
     "Questions about this invoice? Contact {contact}.": "Last line; {contact} is an email address or phone number.",
+    "The e-invoice (XML, EN 16931) for your accounting system:": "Plain-text email, before the link to the structured e-invoice file.",
+    "Download the e-invoice (XML)": "HTML email: the link's text for the structured e-invoice file.",
     # --- SMS -------------------------------------------------------------------------
     "{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}": "The invoice SMS; keep it short.",
     # --- acknowledgement ("Processing Received") -------------------------------------

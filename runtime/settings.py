@@ -156,6 +156,7 @@ class Settings(BaseSettings):
     seller_tax_id: str | None = Field(None, description="Seller's VAT / tax id printed on invoices, checked for CALLBILL_SELLER_COUNTRY at start-up (EU: the VAT number with its check digits; JP: the registration number T + 13 digits; GB, CH, AU, CA: their formats).")
     default_locale: str = Field("en", description="The language and formats for a customer whose locale has no catalog (or who has none): a BCP 47 tag like en, de-DE. Fallback: the customer's locale, its language, this, en (docs/languages.md).")
     catalog_dir: Path | None = Field(None, description="A directory of gettext catalogs (<language>.po, like de.po or fr_CA.po) overriding callbill's texts for your brand; checked at start-up (every message id known, every placeholder kept).")
+    einvoice_default: Literal["none", "ubl"] = Field("none", description="The e-invoice business customers (with a VAT number) get beside the PDF when their record does not say (customer.einvoice): none, or ubl (UBL 2.1, EN 16931, Peppol BIS ids; docs/einvoices.md).")
     vies: Literal["off", "on"] = Field("off", description="on: confirm a buyer's EU VAT number through VIES before a reverse-charge invoice (cached); off: format and check digits only.")
     vies_url: str = Field("https://ec.europa.eu/taxation_customs/vies/rest-api", description="The VIES REST API (GET {url}/ms/{country}/vat/{number}).")
     vies_timeout: float = Field(5.0, gt=0, description="Seconds a VIES question may take.")

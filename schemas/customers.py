@@ -7,7 +7,7 @@ that name the rule and never quote the value (it is personal data).
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WithJsonSchema,
@@ -110,6 +110,7 @@ class Customer(BaseModel):
     locale: LocaleTag | None = None
     preferences: Preferences = Field(default_factory=Preferences)
     taxId: str | None = None  # a business customer's VAT/tax id (reverse charge where the rate card says so)
+    einvoice: Literal["none", "ubl"] | None = None  # an EN 16931 e-invoice beside the PDF; None: the seller's default
     paymentTermsDays: int | None = Field(None, ge=0, le=365)  # overrides the rate card's terms
     source: str | None = None  # "crm" (imported) or "genesys" (built from an external contact)
 

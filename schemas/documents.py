@@ -8,6 +8,18 @@ from pydantic import AwareDatetime, BaseModel, Field
 from schemas.events import utcnow
 
 
+class EInvoiceStored(BaseModel):
+    """The structured e-invoice stored beside the PDF (docs/einvoices.md)."""
+
+    format: Literal["ubl"]  # UBL 2.1, EN 16931, Peppol BIS Billing 3.0 ids
+    key: str  # invoices/<yyyy>/<mm>/<invoiceNumber>.xml
+    sha256: str
+    size: int
+    url: str
+    expiresAt: AwareDatetime
+    renewUrl: str
+
+
 class DocumentStored(BaseModel):
     interactionId: str
     invoiceNumber: str
@@ -19,4 +31,5 @@ class DocumentStored(BaseModel):
     url: str  # signed, expires at expiresAt
     expiresAt: AwareDatetime
     renewUrl: str  # long-lived: redirects to a fresh signed link
+    einvoice: EInvoiceStored | None = Field(None, exclude_if=lambda v: v is None)  # for customers who get one
     time: AwareDatetime = Field(default_factory=utcnow)

@@ -40,7 +40,7 @@ CHUNK = 500  # sends awaited together: the timeout bounds a stall, not the lengt
 SOURCE = "crm"
 
 CSV_COLUMNS = (
-    "customerId", "name", "email", "phone", "timezone", "currency", "locale", "taxId", "paymentTermsDays",
+    "customerId", "name", "email", "phone", "timezone", "currency", "locale", "taxId", "einvoice", "paymentTermsDays",
     "externalContactIds", "address_line1", "address_line2", "address_city", "address_region",
     "address_postalCode", "address_country", "transactionalEmail", "marketingEmail", "sms", "postal",
 )

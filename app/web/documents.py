@@ -45,7 +45,8 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
             except StorageError:
                 return self.json({"error": "not_found"}, status=404)
             name = key.rsplit("/", 1)[-1]
-            return self.bytes(data, content_type="application/pdf",
+            kind = "application/xml" if name.endswith(".xml") else "application/pdf"  # the e-invoice beside the PDF
+            return self.bytes(data, content_type=kind,
                               headers={**SECURITY_HEADERS, "Content-Disposition": f'inline; filename="{name}"'})
 
     @app.page("/invoices/{number}/link")
@@ -53,7 +54,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
         async def get(self, request: Request, number: str) -> Response:
             token = request.query.get("token", "")
             key = links.key_of_renew_token(ctx.settings.link_key, token) if token else None
-            if key is not None and not key.endswith(f"/{number}.pdf"):
+            if key is not None and not (key.endswith(f"/{number}.pdf") or key.endswith(f"/{number}.xml")):
                 key = None
             who = await gate.principal(request) if key is None and not token else None
             if who is not None and who.can_act:
@@ -66,7 +67,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
             if key is None:
                 return _forbidden(self)
             try:
-                url, expires = await ctx.services.store.link(key, ctx.settings.link_ttl, f"{number}.pdf")
+                url, expires = await ctx.services.store.link(key, ctx.settings.link_ttl, key.rsplit("/", 1)[-1])
             except StorageError:
                 return self.json({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
             return self.bytes(b"", status=302, headers={**SECURITY_HEADERS, "Location": url})

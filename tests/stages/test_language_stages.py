@@ -170,3 +170,59 @@ def test_a_malformed_vat_number_goes_to_review_and_no_invoice_is_issued(tmp_path
     assert ctx.outcomes("billing") == ["REVIEW"] and not ctx.out("callbill.invoices")
     (review,) = ctx.out("callbill.review")
     assert review["reason"] == "INVALID_VAT_ID" and "ATU1358562" not in json.dumps(review)
+
+
+def test_an_einvoice_customer_gets_the_ubl_beside_the_pdf_linked_in_the_email(tmp_path, mail_sink):
+    from en16931_check import fatal
+
+    ctx = make_context(tmp_path, smtp_url=f"smtp://127.0.0.1:{mail_sink.port}?starttls=off", **SELLER_DE)
+    add_customer(ctx, einvoice="ubl")
+
+    async def go() -> DocumentStored:
+        await bill(ctx, "gen-ubl-1")
+        invoice = Invoice.model_validate(ctx.out("callbill.invoices")[-1])
+        e = event(invoice, topic="callbill.invoices", offset=2)
+        await documents.document(ctx, e, Batch(1, "documents"))
+        await documents.document(ctx, e, Batch(1, "documents"))  # read again: republished with both links
+        doc = DocumentStored.model_validate(ctx.out("callbill.documents")[-1])
+        await delivery.deliver(ctx, event(doc, topic="callbill.documents", offset=3), Batch(1, "delivery"))
+        return doc
+
+    doc = asyncio.run(go())
+    first, again = (DocumentStored.model_validate(d) for d in ctx.out("callbill.documents"))
+    assert first.einvoice and again.einvoice and first.einvoice.key == again.einvoice.key
+    assert doc.einvoice.key == doc.key.removesuffix(".pdf") + ".xml" and doc.einvoice.format == "ubl"
+    xml = (tmp_path / "store" / doc.einvoice.key).read_bytes()
+    assert b"<cbc:CompanyID>ATU13585627</cbc:CompanyID>" in xml and b"<cbc:ID>AE</cbc:ID>" in xml
+    assert fatal(xml) == []  # the official EN 16931 rules
+    meta = json.loads((tmp_path / "store" / (doc.einvoice.key + ".json")).read_text())
+    assert meta["contentType"] == "application/xml"
+    assert json.loads((tmp_path / "store" / doc.key.replace(".pdf", ".json")).read_text())["contentType"] == \
+        "application/pdf"  # the PDF's record where it always was
+    (mail,) = mail_sink.messages()
+    body = mail.get_body(("plain",)).get_content()
+    assert "Die E-Rechnung (XML, EN 16931) für Ihre Buchhaltung:" in body and "/files/invoices/" in body
+    assert doc.einvoice.url in body
+    assert "E-Rechnung herunterladen (XML)" in mail.get_body(("html",)).get_content()
+
+
+def test_who_gets_an_einvoice_and_one_that_cannot_be_written_goes_to_review(tmp_path):
+    ctx = make_context(tmp_path, einvoice_default="ubl", **SELLER_DE)
+    add_customer(ctx)  # a business customer (a VAT number), no choice of its own: the seller's default
+    add_customer(ctx, customerId="CUST-B2C", taxId=None)  # a consumer: none
+    add_customer(ctx, customerId="CUST-NO-COUNTRY", taxId=None, einvoice="ubl",
+                 postalAddress={"line1": "Ring 2", "city": "Wien"})
+
+    async def go() -> None:
+        for n, cust in enumerate(("CUST-AT-1", "CUST-B2C", "CUST-NO-COUNTRY"), 1):
+            await bill(ctx, f"gen-e{n}", customer=cust, offset=n)
+            invoice = Invoice.model_validate(ctx.out("callbill.invoices")[-1])
+            await documents.document(ctx, event(invoice, topic="callbill.invoices", offset=10 + n),
+                                     Batch(1, "documents"))
+
+    asyncio.run(go())
+    docs = {d["interactionId"]: d for d in ctx.out("callbill.documents")}
+    assert docs["gen-e1"]["einvoice"]["format"] == "ubl" and "einvoice" not in docs["gen-e2"]
+    assert "gen-e3" not in docs
+    (review,) = [r for r in ctx.out("callbill.review") if r["interactionId"] == "gen-e3"]
+    assert review["reason"] == "EINVOICE_FAILED" and "BT-55" in review["detail"]
