@@ -65,8 +65,10 @@ def _party(parent: ET.Element, p: Party, vat_ids: bool) -> None:
         _cbc(_cac(scheme, "TaxScheme"), "ID", "LOC")
     legal = _cac(party, "PartyLegalEntity")
     _cbc(legal, "RegistrationName", p.name)
-    if p.vat_id and not vat_ids:  # BT-30 (BR-CO-26): the seller still identified, outside VAT's scope
-        _cbc(legal, "CompanyID", p.vat_id)
+    # BT-30 (BR-CO-26): a seller without a VAT number here is identified by its registration
+    legal_id = (p.vat_id if not vat_ids else None) or (p.tax_registration if not p.vat_id else None)
+    if legal_id:
+        _cbc(legal, "CompanyID", legal_id)
     if p.email:
         _cbc(_cac(party, "Contact"), "ElectronicMail", p.email)
 

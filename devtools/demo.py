@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
         # no Genesys org here: wrap-up code names come from the offline mapping file
         "CALLBILL_WRAPUP_CODES_FILE": str(REPO / "samples" / "directory" / "wrapup-codes.json"),
         "CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
+        "CALLBILL_SELLER_TAX_ID": "12-3456789",  # the demo seller's (US) tax number: its e-invoices name it
         "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "demo-erp-token",
         "CALLBILL_STORAGE_URL": f"file://{var / 'store'}", "CALLBILL_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{devstack._env_int('CALLBILL_DEV_SMTP_PORT', 2525)}",
@@ -279,6 +280,9 @@ def _print_documents(docs: dict, var: Path) -> None:
         print(f"{d['invoiceNumber']:16} {d['size']:>7} bytes  sha256 {d['sha256'][:16]}…  var/store/{d['key']}")
         print(f"{'':16} link  {d['url']}")
         print(f"{'':16} renew {d['renewUrl']}")
+        if d.get("einvoice"):
+            e = d["einvoice"]
+            print(f"{'':16} e-invoice (UBL 2.1, EN 16931) {e['size']} bytes  var/store/{e['key']}")
     print()
 
 

@@ -166,3 +166,16 @@ def test_what_en16931_cannot_say_is_refused_with_a_reason():
     stacked = inv.model_copy(update={"taxes": [*inv.taxes, inv.taxes[0].model_copy(update={"name": "County tax"})]})
     with pytest.raises(EInvoiceError, match="one VAT rate per line"):
         from_invoice(stacked, SELLER, buyer_of(us, inv))
+
+
+def test_a_seller_without_a_vat_number_is_identified_by_its_tax_registration():
+    from domain.einvoice import seller_party
+
+    us_seller = seller_party("Callbill Demo Services Ltd", ("1 Example Street", "Springfield, IL 62701"), "US",
+                             "12-3456789", "billing@callbill.example")
+    assert (us_seller.vat_id, us_seller.tax_registration) == (None, "12-3456789")
+    cust = customer(currency="JPY", locale="ja", name="山田太郎", postalAddress=ADDR["JP"])
+    inv = issued(cust, seller_country="US")
+    xml = ubl(from_invoice(inv, us_seller, buyer_of(cust, inv)))
+    assert b"<cbc:CompanyID>12-3456789</cbc:CompanyID>" in xml
+    assert_passes(xml)
