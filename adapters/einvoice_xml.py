@@ -141,3 +141,121 @@ def ubl(e: EInvoice, peppol: bool = True) -> bytes:
         _cbc(_cac(line, "Price"), "PriceAmount", _amount(li.net_price), currencyID=cur)  # BT-146
     ET.indent(root, space=" ")
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+# --- UN/CEFACT Cross Industry Invoice D16B: the XML inside Factur-X / ZUGFeRD ----------------------
+
+CII_NS = {
+    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
+    "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
+}
+RSM, RAM, UDT, QDT = ("{%s}" % CII_NS[k] for k in ("rsm", "ram", "udt", "qdt"))
+
+
+def _ram(parent: ET.Element, tag: str, text: object | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, RAM + tag, attrs)
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _date(parent: ET.Element, tag: str, day, ns: str = UDT) -> None:
+    el = ET.SubElement(_ram(parent, tag), ns + "DateTimeString", {"format": "102"})
+    el.text = day.strftime("%Y%m%d")
+
+
+def _cii_party(parent: ET.Element, tag: str, p: Party, vat_ids: bool, seller: bool) -> None:
+    party = _ram(parent, tag)
+    _ram(party, "Name", p.name)
+    legal_id = (p.vat_id if not vat_ids else None) or (p.tax_registration if not p.vat_id else None)
+    if legal_id and seller:
+        _ram(_ram(party, "SpecifiedLegalOrganization"), "ID", legal_id)  # BT-30
+    if p.email and seller:
+        _ram(_ram(_ram(party, "DefinedTradeContact"), "EmailURIUniversalCommunication"), "URIID", p.email)  # BT-43
+    addr = _ram(party, "PostalTradeAddress")
+    if p.postal_code:
+        _ram(addr, "PostcodeCode", p.postal_code)
+    for tag_, line in zip(("LineOne", "LineTwo", "LineThree"), (*p.lines[:2], ", ".join(p.lines[2:]) or None)):
+        if line:
+            _ram(addr, tag_, line)
+    if p.city:
+        _ram(addr, "CityName", p.city)
+    _ram(addr, "CountryID", p.country)
+    if p.email:
+        _ram(_ram(party, "URIUniversalCommunication"), "URIID", p.email, schemeID="EM")  # BT-34 / BT-49
+    if p.vat_id and vat_ids:
+        _ram(_ram(party, "SpecifiedTaxRegistration"), "ID", p.vat_id, schemeID="VA")  # BT-31 / BT-48
+    elif p.tax_registration and seller:
+        _ram(_ram(party, "SpecifiedTaxRegistration"), "ID", p.tax_registration, schemeID="FC")  # BT-32
+
+
+def cii(e: EInvoice) -> bytes:
+    """CII D16B with the EN 16931 guideline id: Factur-X's / ZUGFeRD's EN 16931 profile."""
+    for prefix, uri in CII_NS.items():
+        ET.register_namespace(prefix, uri)
+    root = ET.Element(RSM + "CrossIndustryInvoice")
+    ctx = ET.SubElement(root, RSM + "ExchangedDocumentContext")
+    _ram(_ram(ctx, "GuidelineSpecifiedDocumentContextParameter"), "ID", CUSTOMIZATION)  # BT-24
+    doc = ET.SubElement(root, RSM + "ExchangedDocument")
+    _ram(doc, "ID", e.number)  # BT-1
+    _ram(doc, "TypeCode", e.type_code)  # BT-3
+    _date(doc, "IssueDateTime", e.issue_date)  # BT-2
+    for note in e.notes:
+        _ram(_ram(doc, "IncludedNote"), "Content", note)  # BT-22
+    trade = ET.SubElement(root, RSM + "SupplyChainTradeTransaction")
+    for li in e.lines:
+        item = _ram(trade, "IncludedSupplyChainTradeLineItem")
+        _ram(_ram(item, "AssociatedDocumentLineDocument"), "LineID", li.id)  # BT-126
+        _ram(_ram(item, "SpecifiedTradeProduct"), "Name", li.name)  # BT-153
+        _ram(_ram(_ram(item, "SpecifiedLineTradeAgreement"), "NetPriceProductTradePrice"), "ChargeAmount",
+             _amount(li.net_price))  # BT-146
+        _ram(_ram(item, "SpecifiedLineTradeDelivery"), "BilledQuantity", _amount(li.quantity), unitCode=li.unit)
+        settle = _ram(item, "SpecifiedLineTradeSettlement")
+        tax = _ram(settle, "ApplicableTradeTax")
+        _ram(tax, "TypeCode", "VAT")
+        _ram(tax, "CategoryCode", li.category)  # BT-151
+        if li.rate is not None:
+            _ram(tax, "RateApplicablePercent", _amount(li.rate))  # BT-152
+        _ram(_ram(settle, "SpecifiedTradeSettlementLineMonetarySummation"), "LineTotalAmount",
+             _amount(li.net_amount))  # BT-131
+    vat_ids = not any(b.category == "O" for b in e.breakdown)
+    agreement = _ram(trade, "ApplicableHeaderTradeAgreement")
+    _ram(agreement, "BuyerReference", e.buyer_reference)  # BT-10
+    _cii_party(agreement, "SellerTradeParty", e.seller, vat_ids, seller=True)
+    _cii_party(agreement, "BuyerTradeParty", e.buyer, vat_ids, seller=False)
+    delivery = _ram(trade, "ApplicableHeaderTradeDelivery")
+    _date(_ram(delivery, "ActualDeliverySupplyChainEvent"), "OccurrenceDateTime", e.supply_date)  # BT-72
+    settlement = _ram(trade, "ApplicableHeaderTradeSettlement")
+    _ram(settlement, "InvoiceCurrencyCode", e.currency)  # BT-5
+    for b in e.breakdown:  # BG-23
+        tax = _ram(settlement, "ApplicableTradeTax")
+        _ram(tax, "CalculatedAmount", _amount(b.tax))  # BT-117
+        _ram(tax, "TypeCode", "VAT")
+        if b.exemption_reason:
+            _ram(tax, "ExemptionReason", b.exemption_reason)  # BT-120
+        _ram(tax, "BasisAmount", _amount(b.taxable))  # BT-116
+        _ram(tax, "CategoryCode", b.category)  # BT-118
+        if b.exemption_code:
+            _ram(tax, "ExemptionReasonCode", b.exemption_code)  # BT-121
+        if b.rate is not None and b.category != "O":
+            _ram(tax, "RateApplicablePercent", _amount(b.rate))  # BT-119
+    if e.payment_terms or e.due_date:
+        terms = _ram(settlement, "SpecifiedTradePaymentTerms")
+        if e.payment_terms:
+            _ram(terms, "Description", e.payment_terms)  # BT-20
+        if e.due_date and e.type_code != CREDIT_NOTE:
+            _date(terms, "DueDateDateTime", e.due_date)  # BT-9
+    total = _ram(settlement, "SpecifiedTradeSettlementHeaderMonetarySummation")
+    _ram(total, "LineTotalAmount", _amount(e.line_total))  # BT-106
+    _ram(total, "TaxBasisTotalAmount", _amount(e.tax_exclusive))  # BT-109
+    _ram(total, "TaxTotalAmount", _amount(e.tax_total), currencyID=e.currency)  # BT-110
+    _ram(total, "GrandTotalAmount", _amount(e.tax_inclusive))  # BT-112
+    _ram(total, "DuePayableAmount", _amount(e.payable))  # BT-115
+    if e.preceding:  # BG-3
+        ref = _ram(settlement, "InvoiceReferencedDocument")
+        _ram(ref, "IssuerAssignedID", e.preceding[0])
+        _date(ref, "FormattedIssueDateTime", e.preceding[1], ns=QDT)
+    ET.indent(root, space=" ")
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)

@@ -1,4 +1,4 @@
-"""The official EN 16931 rules (tests/support/en16931/) run on a UBL file: its failed asserts.
+"""The official EN 16931 rules (tests/support/en16931/) run on a UBL or CII file: its failed asserts.
 
     python tests/support/en16931_check.py invoice.xml [more.xml …]
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "en16931"
 UBL_RULES = HERE / "ubl" / "EN16931-UBL-validation.xslt"
+CII_RULES = HERE / "cii" / "EN16931-CII-validation.xslt"
 _FAILED = re.compile(r'<svrl:failed-assert\b([^>]*)>(.*?)</svrl:failed-assert>', re.S)
 
 
@@ -26,16 +27,25 @@ class Failure:
 
 
 @lru_cache(maxsize=1)
-def _processor():
+def _saxon():
     from saxonche import PySaxonProcessor
 
-    proc = PySaxonProcessor(license=False)
-    return proc, proc.new_xslt30_processor().compile_stylesheet(stylesheet_file=str(UBL_RULES))
+    return PySaxonProcessor(license=False)
+
+
+@lru_cache(maxsize=2)
+def _rules(path: Path):
+    return _saxon().new_xslt30_processor().compile_stylesheet(stylesheet_file=str(path))
+
+
+def _syntax(xml: bytes | str | Path) -> Path:
+    head = (xml.read_bytes() if isinstance(xml, Path) else xml.encode() if isinstance(xml, str) else xml)[:2000]
+    return CII_RULES if b"CrossIndustryInvoice" in head else UBL_RULES
 
 
 def failures(xml: bytes | str | Path) -> list[Failure]:
-    """Every failed assert of the EN 16931 UBL rules (fatal and warning) for one document."""
-    proc, rules = _processor()
+    """Every failed assert of the EN 16931 rules (fatal and warning) for one UBL or CII document."""
+    proc, rules = _saxon(), _rules(_syntax(xml))
     if isinstance(xml, Path):
         svrl = rules.transform_to_string(source_file=str(xml))
     else:

@@ -1,4 +1,4 @@
-"""EN 16931 e-invoices (UBL 2.1) checked by the standard's own rules, the official XSLT (saxonche).
+"""EN 16931 e-invoices (UBL 2.1 and CII D16B, Factur-X's XML) checked by the standard's own rules, the official XSLT (saxonche).
 
 The validator is shown to work first: the standard's example files pass, and a deliberately
 broken invoice fails with the rule named. Then every e-invoice callbill writes passes with no
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapters.catalogs import Catalogs
-from adapters.einvoice_xml import ubl
+from adapters.einvoice_xml import cii, ubl
 from domain.billing import draft, issue
 from domain.einvoice import CREDIT_NOTE, EInvoiceError, Party, from_invoice
 from domain.pricing import RateCard
@@ -26,7 +26,7 @@ from test_domain_billing import CARD, customer, interaction
 CATALOGS = Catalogs().load()
 SELLER = Party("Callbill GmbH", ("Hauptstraße 1",), "DE", "Berlin", "10115", "DE136695976", None,
                "billing@callbill.example")
-EXAMPLES = sorted((HERE / "ubl-examples").iterdir())
+EXAMPLES = sorted((HERE / "ubl-examples").iterdir()) + sorted((HERE / "cii-examples").iterdir())
 D = Decimal
 
 
@@ -42,14 +42,20 @@ def buyer_of(cust, inv) -> Party:
                  cust.email)
 
 
-def xml_for(cust, inv=None, **kw) -> bytes:
+def xml_for(cust, inv=None, **kw):
+    """The e-invoice model, for assert_passes to write in both syntaxes."""
     inv = inv or issued(cust, **kw)
-    return ubl(from_invoice(inv, SELLER, buyer_of(cust, inv), payment_terms="30 days net"))
+    return from_invoice(inv, SELLER, buyer_of(cust, inv), payment_terms="30 days net")
 
 
-def assert_passes(xml: bytes) -> None:
-    broken = fatal(xml)
-    assert not broken, [(f.rule, f.text) for f in broken]
+def assert_passes(doc) -> None:
+    """UBL and CII (Factur-X's XML) of the same model, each through its official rules."""
+    for write in (ubl, cii):
+        xml = write(doc) if not isinstance(doc, bytes) else doc
+        broken = fatal(xml)
+        assert not broken, (write.__name__, [(f.rule, f.text) for f in broken])
+        if isinstance(doc, bytes):
+            break
 
 
 # --- the validator itself -------------------------------------------------------------------
@@ -60,13 +66,17 @@ def test_the_standards_own_examples_pass_the_validator(example: Path):
 
 
 def test_a_broken_invoice_fails_with_the_rule_named():
-    xml = xml_for(customer(currency="EUR", postalAddress={"line1": "x", "city": "Berlin", "country": "DE"}))
+    xml = ubl(xml_for(customer(currency="EUR", postalAddress={"line1": "x", "city": "Berlin", "country": "DE"})))
     assert fatal(xml) == []
     wrong_total = xml.replace(b'<cbc:PayableAmount currencyID="EUR">', b'<cbc:PayableAmount currencyID="EUR">9')
     rules = {f.rule for f in fatal(wrong_total)}
     assert "BR-CO-16" in rules, rules  # amount due = total with VAT − paid + rounding
     no_number = xml.replace(b"<cbc:ID>INV03-000123</cbc:ID>", b"")
     assert "BR-02" in {f.rule for f in fatal(no_number)}  # an invoice shall have an invoice number
+    cii_xml = cii(xml_for(customer(currency="EUR", postalAddress={"line1": "x", "city": "Berlin", "country": "DE"})))
+    assert fatal(cii_xml) == []
+    no_country = cii_xml.replace(b"<ram:CountryID>DE</ram:CountryID>", b"")
+    assert {"BR-09", "BR-11"} <= {f.rule for f in fatal(no_country)}  # seller's and buyer's country codes
 
 
 # --- callbill's e-invoices across the matrix --------------------------------------------------
@@ -134,27 +144,28 @@ def test_a_200_line_invoice_passes():
                       amount=D("1.15")) for k in range(200)]
     subtotal = D("230.00")
     tax = TaxAmount(name="USt.", jurisdiction="DE", rate=D("0.19"), base=subtotal, amount=D("43.70"))
-    xml = xml_for(cust, inv.model_copy(update={"lineItems": lines, "taxes": [tax], "subtotal": subtotal,
+    doc = xml_for(cust, inv.model_copy(update={"lineItems": lines, "taxes": [tax], "subtotal": subtotal,
                                                "taxTotal": tax.amount, "total": subtotal + tax.amount}))
-    assert xml.count(b"<cac:InvoiceLine>") == 200
-    assert_passes(xml)
+    assert ubl(doc).count(b"<cac:InvoiceLine>") == 200
+    assert_passes(doc)
 
 
 def test_full_and_partial_credit_notes_refer_to_their_invoice_and_pass():
     cust = customer(currency="EUR", locale="de-AT", taxId="ATU13585627", postalAddress=ADDR["AT"])
     inv = issued(cust)
-    full = ubl(from_invoice(inv.model_copy(update={"invoiceNumber": "CN03-000001"}), SELLER, buyer_of(cust, inv),
-                            type_code=CREDIT_NOTE, preceding=(inv.invoiceNumber, inv.issueDate)))
-    assert b"<CreditNote" in full and b"<cbc:CreditNoteTypeCode>381<" in full and b"INV03-000123" in full
+    full = from_invoice(inv.model_copy(update={"invoiceNumber": "CN03-000001"}), SELLER, buyer_of(cust, inv),
+                        type_code=CREDIT_NOTE, preceding=(inv.invoiceNumber, inv.issueDate))
+    xml = ubl(full)
+    assert b"<CreditNote" in xml and b"<cbc:CreditNoteTypeCode>381<" in xml and b"INV03-000123" in xml
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in cii(full) and b"<ram:IssuerAssignedID>INV03-000123<" in cii(full)
     assert_passes(full)
     std = issued(customer(currency="EUR", locale="de", postalAddress=ADDR["DE"]))
     line = std.lineItems[0].model_copy(update={"quantity": 1, "amount": std.lineItems[0].unitPrice})
     tax = std.taxes[0].model_copy(update={"base": line.amount, "amount": (line.amount * std.taxes[0].rate).quantize(D("0.01"))})
     partial = std.model_copy(update={"invoiceNumber": "CN03-000002", "lineItems": [line], "taxes": [tax],
                                      "subtotal": line.amount, "taxTotal": tax.amount, "total": line.amount + tax.amount})
-    xml = ubl(from_invoice(partial, SELLER, buyer_of(cust, std), type_code=CREDIT_NOTE,
-                           preceding=(std.invoiceNumber, std.issueDate)))
-    assert_passes(xml)
+    assert_passes(from_invoice(partial, SELLER, buyer_of(cust, std), type_code=CREDIT_NOTE,
+                               preceding=(std.invoiceNumber, std.issueDate)))
 
 
 def test_what_en16931_cannot_say_is_refused_with_a_reason():
@@ -176,6 +187,6 @@ def test_a_seller_without_a_vat_number_is_identified_by_its_tax_registration():
     assert (us_seller.vat_id, us_seller.tax_registration) == (None, "12-3456789")
     cust = customer(currency="JPY", locale="ja", name="山田太郎", postalAddress=ADDR["JP"])
     inv = issued(cust, seller_country="US")
-    xml = ubl(from_invoice(inv, us_seller, buyer_of(cust, inv)))
-    assert b"<cbc:CompanyID>12-3456789</cbc:CompanyID>" in xml
-    assert_passes(xml)
+    doc = from_invoice(inv, us_seller, buyer_of(cust, inv))
+    assert b"<cbc:CompanyID>12-3456789</cbc:CompanyID>" in ubl(doc)
+    assert_passes(doc)
