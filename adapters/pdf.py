@@ -43,22 +43,31 @@ class InvoiceRenderer:
                                             ignore_system_fonts=True)
         return self._compiler
 
-    def render(self, invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer | None = None) -> bytes:
+    def render(self, invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer | None = None,
+               facturx: bytes | None = None) -> bytes:
+        """The invoice PDF; with `facturx` (the CII XML), a PDF/A-3b Factur-X with the XML inside."""
         data = json.dumps(document_data(invoice, seller, buyer, loc), ensure_ascii=False, separators=(",", ":"))
         issued = invoice.issuedAt.astimezone(timezone.utc).replace(microsecond=0)  # typst takes whole seconds
         with self._lock:
             try:
                 # untagged: a tagged PDF is 60 % larger for one page, 10x for 200 lines (docs/documents.md)
-                pdf = self._get().compile(format="pdf", sys_inputs={"data": data}, timestamp=issued, pdf_tags=False)
+                pdf = self._get().compile(format="pdf", sys_inputs={"data": data}, timestamp=issued, pdf_tags=False,
+                                          pdf_standards=["a-3b"] if facturx is not None else None)
             except typst.TypstError as e:
                 raise RenderError(str(e.message).strip()[:500]) from None
         assert isinstance(pdf, bytes)
+        if facturx is not None:
+            from adapters.facturx import embed
+
+            pdf = embed(pdf, facturx, issued)
         return pdf
 
     def check(self, loc: Localizer | None = None) -> None:
         """Compile a sample invoice: a broken template is refused at start-up, not at the first invoice."""
-        self.render(sample_invoice(), Seller("Seller", ("1 Street",), "TAX-1", "billing@seller.test"),
-                    Buyer("Buyer 山田", ("2 Street",), "CUST-1"), loc)
+        seller, buyer = Seller("Seller", ("1 Street",), "TAX-1", "billing@seller.test"), Buyer("Buyer 山田", ("2 Street",), "CUST-1")
+        self.render(sample_invoice(), seller, buyer, loc)
+        if loc is None:  # and once as PDF/A-3 (Factur-X): a template PDF/A refuses is refused now
+            self.render(sample_invoice(), seller, buyer, None, facturx=b"<sample/>")
 
 
 def sample_invoice() -> Invoice:

@@ -44,13 +44,13 @@ def catalogs_for(languages: Languages) -> Catalogs:
 
 
 def render_invoice(invoice: Invoice, seller: Seller, buyer: Buyer, template: Path | None = None,
-                   languages: Languages = ("en", None)) -> bytes:
+                   languages: Languages = ("en", None), facturx: bytes | None = None) -> bytes:
     """Runs in the child (or a thread): the renderer and catalogs are this process's own, made once.
 
     The invoice names its locale; the child finds the same catalog the worker chose (the
     fallback chain is a function of the tag and the catalogs)."""
     loc = catalogs_for(languages).localizer(invoice.locale)
-    return renderer_for(template).render(invoice, seller, buyer, loc)
+    return renderer_for(template).render(invoice, seller, buyer, loc, facturx)
 
 
 def _exit_with(parent: int) -> None:
@@ -82,18 +82,20 @@ class RenderPool:
                                              initializer=_warm, initargs=(os.getpid(), self.template, self.languages))
         return self._pool
 
-    async def render(self, invoice: Invoice, seller: Seller, buyer: Buyer) -> bytes:
+    async def render(self, invoice: Invoice, seller: Seller, buyer: Buyer, facturx: bytes | None = None) -> bytes:
         if self.processes <= 0:
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages)
+            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages,
+                                     facturx)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor(), render_invoice, invoice, seller,
-                                                                    buyer, self.template, self.languages)
+                                                                    buyer, self.template, self.languages, facturx)
         except BrokenProcessPool:
             log.warning("render process died; starting another", extra={"stage": "documents"})
             broken, self._pool = self._pool, None
             if broken is not None:
                 broken.shutdown(wait=False, cancel_futures=True)
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages)
+            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages,
+                                     facturx)
 
     def shutdown(self) -> None:
         if self._pool is not None:

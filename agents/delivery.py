@@ -48,7 +48,7 @@ def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: 
         invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=loc.money(invoice.total, invoice.currency),
         dueDate=loc.date(invoice.dueDate), url=doc.url, expires=loc.moment(doc.expiresAt, invoice.timezone),
         renewUrl=doc.renewUrl, contact=s.contact or s.name, name=customer.name or None,
-        einvoiceUrl=doc.einvoice.url if doc.einvoice else None)
+        einvoiceUrl=doc.einvoice.url if doc.einvoice else None, facturx=doc.facturx)
 
 
 async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,

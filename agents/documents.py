@@ -17,7 +17,7 @@ from agents.batching import Batch, Parked, park, run_batches, with_backoff
 from agents.routing import event_context, guard_one, header, parse, source_of
 from runtime import headers
 from runtime.logs import error_site, get_logger
-from adapters.einvoice_xml import ubl
+from adapters.einvoice_xml import cii, ubl
 from domain import einvoice
 from domain.invoice_pdf import Buyer
 from domain.ledger import LedgerEntry, State
@@ -65,10 +65,12 @@ async def stored(ctx: Context, invoice: Invoice, key: str, sha: str, size: int,
                           renewUrl=ctx.services.renew_url(invoice.invoiceNumber, key), einvoice=e)
 
 
-def einvoice_xml(ctx: Context, invoice: Invoice) -> bytes | None:
-    """The UBL file for a customer who gets one (None: they do not); raises EInvoiceError."""
+def einvoice_xml(ctx: Context, invoice: Invoice) -> tuple[str, bytes] | None:
+    """(format, XML) for a customer who gets an e-invoice: `ubl` (a file beside the PDF) or
+    `factur-x` (CII, embedded in the PDF itself); None: they do not. Raises EInvoiceError."""
     customer = ctx.directory.customers.get(invoice.customerReference)
-    if einvoice.wanted(customer, invoice, ctx.settings.einvoice_default) != "ubl":
+    kind = einvoice.wanted(customer, invoice, ctx.settings.einvoice_default)
+    if kind not in ("ubl", "factur-x"):
         return None
     s, loc = ctx.settings, ctx.services.catalogs.localizer(invoice.locale)
     seller = ctx.services.seller
@@ -78,7 +80,7 @@ def einvoice_xml(ctx: Context, invoice: Invoice) -> bytes | None:
     model = einvoice.from_invoice(
         invoice, einvoice.seller_party(seller.name, seller.address, s.seller_country, seller.tax_id, seller.contact),
         einvoice.buyer_party(customer, invoice), payment_terms=terms)
-    return ubl(model)
+    return kind, (ubl(model) if kind == "ubl" else cii(model))
 
 
 async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
@@ -97,6 +99,7 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
             doc = entry.document
             x = doc.einvoice
             again = await stored(ctx, invoice, doc.key, doc.sha256, doc.size, (x.key, x.sha256, x.size) if x else None)
+            again = again.model_copy(update={"facturx": doc.facturx})
             await ctx.publish("callbill.documents", iid, again, wait=False)
             # the same decision again: its first audit record may have been lost with the crash
             await ctx.audit(STAGE, iid, "DOCUMENTED", f"{doc.key} (republished after a restart)")
@@ -106,20 +109,22 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
 
     await ctx.directory.ready()
     try:
-        key = document_key(invoice.invoiceNumber, invoice.issueDate.year, invoice.issueDate.month)
-        pdf = await ctx.services.renderer.render(invoice, ctx.services.seller, buyer_for(ctx, invoice))
-    except Exception as e:  # noqa: BLE001 - a render failure needs a person, not a retry loop
-        ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.REVIEW, reason="RENDER_FAILED"))
-        await ctx.review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")
-        await ctx.audit(STAGE, iid, "REVIEW", "RENDER_FAILED")
-        return
-    try:
-        xml = einvoice_xml(ctx, invoice)  # before anything is stored: a customer who needs one gets both or neither
+        wanted = einvoice_xml(ctx, invoice)  # before anything is stored: a customer who needs one gets both or neither
     except einvoice.EInvoiceError as e:
         # the text names the rule or the field, never a value
         ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.REVIEW, reason="EINVOICE_FAILED"))
         await ctx.review(STAGE, iid, "EINVOICE_FAILED", detail=f"the e-invoice cannot be written: {e}")
         await ctx.audit(STAGE, iid, "REVIEW", "EINVOICE_FAILED")
+        return
+    xml = wanted[1] if wanted and wanted[0] == "ubl" else None
+    facturx = wanted[1] if wanted and wanted[0] == "factur-x" else None
+    try:
+        key = document_key(invoice.invoiceNumber, invoice.issueDate.year, invoice.issueDate.month)
+        pdf = await ctx.services.renderer.render(invoice, ctx.services.seller, buyer_for(ctx, invoice), facturx)
+    except Exception as e:  # noqa: BLE001 - a render failure needs a person, not a retry loop
+        ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.REVIEW, reason="RENDER_FAILED"))
+        await ctx.review(STAGE, iid, "RENDER_FAILED", detail=f"the invoice PDF could not be rendered ({error_site(e)})")
+        await ctx.audit(STAGE, iid, "REVIEW", "RENDER_FAILED")
         return
     sha = hashlib.sha256(pdf).hexdigest()
     parked = await store_pdf(ctx, key, pdf, f"{invoice.invoiceNumber}.pdf", sha, batch)
@@ -133,6 +138,8 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         await park(ctx, STAGE, event, iid, "callbill.invoices", invoice, parked)
         return
     doc = await stored(ctx, invoice, key, sha, len(pdf), xml_stored)
+    if facturx is not None:
+        doc = doc.model_copy(update={"facturx": True})
     entry = ctx.ledger.get(iid) or entry
     state = entry.state if entry.state is State.DELIVERED else State.DOCUMENTED
     ctx.ledger.put(iid, entry.touched(ctx.clock(), state=state, reason=None, documentKey=key,

@@ -21,6 +21,7 @@ from domain.i18n import Localizer
 from domain.redaction import Redactor
 
 SUBJECT_MAX = 78
+FACTURX_NOTE = "The PDF is also an e-invoice (Factur-X, EN 16931): your accounting system can read its embedded XML."
 SMS_MAX = 765
 SUBJECT_FIELDS = frozenset({"invoiceNumber", "seller"})
 
@@ -36,6 +37,7 @@ class MessageData:
     contact: str
     name: str | None  # the customer's name (bodies only, never the subject)
     einvoiceUrl: str | None = None  # the UBL file's signed link, for customers who get one
+    facturx: bool = False  # the PDF is a Factur-X e-invoice
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_t
         f"{t('If the link has expired, this one always gives you a fresh link:')}\n{data.renewUrl}",
         *([f"{t('The e-invoice (XML, EN 16931) for your accounting system:')}\n{data.einvoiceUrl}"]
           if data.einvoiceUrl else []),
+        *([t(FACTURX_NOTE)] if data.facturx else []),
         t("Questions about this invoice? Contact {contact}.", contact=data.contact),
     ]) + "\n"
     e = {k: html.escape(v, quote=True) if isinstance(v, str) else v for k, v in asdict(data).items()}
@@ -112,7 +115,7 @@ def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_t
     ready = h(t("Your invoice {invoiceNumber} from {seller} is ready.")).format(
         invoiceNumber=f"<strong>{e['invoiceNumber']}</strong>", seller=e["seller"])
     einvoice = (f'\n<p><a href="{e["einvoiceUrl"]}">{h(t("Download the e-invoice (XML)"))}</a></p>'
-                if data.einvoiceUrl else "")
+                if data.einvoiceUrl else "") + (f"\n<p>{h(t(FACTURX_NOTE))}</p>" if data.facturx else "")
     page = f"""<!DOCTYPE html>
 <html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{h(t("Invoice {number}", number=data.invoiceNumber))}</title></head>
 <body style="font-family: Arial, sans-serif; color: #222;">

@@ -66,6 +66,8 @@ MESSAGES: dict[str, str] = {
     "Questions about this invoice? Contact {contact}.": "Last line; {contact} is an email address or phone number.",
     "The e-invoice (XML, EN 16931) for your accounting system:": "Plain-text email, before the link to the structured e-invoice file.",
     "Download the e-invoice (XML)": "HTML email: the link's text for the structured e-invoice file.",
+    "The PDF is also an e-invoice (Factur-X, EN 16931): your accounting system can read its embedded XML.":
+        "Email, for customers whose PDF carries the structured invoice inside (Factur-X / ZUGFeRD).",
     # --- SMS -------------------------------------------------------------------------
     "{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}": "The invoice SMS; keep it short.",
     # --- acknowledgement ("Processing Received") -------------------------------------

@@ -110,7 +110,7 @@ class Customer(BaseModel):
     locale: LocaleTag | None = None
     preferences: Preferences = Field(default_factory=Preferences)
     taxId: str | None = None  # a business customer's VAT/tax id (reverse charge where the rate card says so)
-    einvoice: Literal["none", "ubl"] | None = None  # an EN 16931 e-invoice beside the PDF; None: the seller's default
+    einvoice: Literal["none", "ubl", "factur-x"] | None = None  # EN 16931: UBL beside the PDF, or the PDF as Factur-X; None: the seller's default
     paymentTermsDays: int | None = Field(None, ge=0, le=365)  # overrides the rate card's terms
     source: str | None = None  # "crm" (imported) or "genesys" (built from an external contact)
 

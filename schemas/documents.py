@@ -31,5 +31,6 @@ class DocumentStored(BaseModel):
     url: str  # signed, expires at expiresAt
     expiresAt: AwareDatetime
     renewUrl: str  # long-lived: redirects to a fresh signed link
-    einvoice: EInvoiceStored | None = Field(None, exclude_if=lambda v: v is None)  # for customers who get one
+    einvoice: EInvoiceStored | None = Field(None, exclude_if=lambda v: v is None)  # UBL beside the PDF
+    facturx: bool = Field(False, exclude_if=lambda v: not v)  # the PDF itself is Factur-X (CII inside, PDF/A-3)
     time: AwareDatetime = Field(default_factory=utcnow)

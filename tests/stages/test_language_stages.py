@@ -42,6 +42,18 @@ async def bill(ctx, iid: str, customer: str = "CUST-AT-1", offset: int = 1) -> N
                        Batch(1, "billing"))
 
 
+async def through_delivery(ctx, iid: str, read_twice: bool = False) -> DocumentStored:
+    """One interaction billed, documented (twice: a redelivery) and delivered; its document message."""
+    await bill(ctx, iid)
+    invoice = Invoice.model_validate(ctx.out("callbill.invoices")[-1])
+    e = event(invoice, topic="callbill.invoices", offset=2)
+    for _ in range(2 if read_twice else 1):
+        await documents.document(ctx, e, Batch(1, "documents"))
+    doc = DocumentStored.model_validate(ctx.out("callbill.documents")[-1])
+    await delivery.deliver(ctx, event(doc, topic="callbill.documents", offset=3), Batch(1, "delivery"))
+    return doc
+
+
 def pdf_text(path) -> str:
     return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(io.BytesIO(path.read_bytes())).pages)
                   ).replace("\xa0", " ").replace("\u202f", " ")
@@ -177,18 +189,7 @@ def test_an_einvoice_customer_gets_the_ubl_beside_the_pdf_linked_in_the_email(tm
 
     ctx = make_context(tmp_path, smtp_url=f"smtp://127.0.0.1:{mail_sink.port}?starttls=off", **SELLER_DE)
     add_customer(ctx, einvoice="ubl")
-
-    async def go() -> DocumentStored:
-        await bill(ctx, "gen-ubl-1")
-        invoice = Invoice.model_validate(ctx.out("callbill.invoices")[-1])
-        e = event(invoice, topic="callbill.invoices", offset=2)
-        await documents.document(ctx, e, Batch(1, "documents"))
-        await documents.document(ctx, e, Batch(1, "documents"))  # read again: republished with both links
-        doc = DocumentStored.model_validate(ctx.out("callbill.documents")[-1])
-        await delivery.deliver(ctx, event(doc, topic="callbill.documents", offset=3), Batch(1, "delivery"))
-        return doc
-
-    doc = asyncio.run(go())
+    doc = asyncio.run(through_delivery(ctx, "gen-ubl-1", read_twice=True))  # read again: republished, both links
     first, again = (DocumentStored.model_validate(d) for d in ctx.out("callbill.documents"))
     assert first.einvoice and again.einvoice and first.einvoice.key == again.einvoice.key
     assert doc.einvoice.key == doc.key.removesuffix(".pdf") + ".xml" and doc.einvoice.format == "ubl"
@@ -226,3 +227,20 @@ def test_who_gets_an_einvoice_and_one_that_cannot_be_written_goes_to_review(tmp_
     assert "gen-e3" not in docs
     (review,) = [r for r in ctx.out("callbill.review") if r["interactionId"] == "gen-e3"]
     assert review["reason"] == "EINVOICE_FAILED" and "BT-55" in review["detail"]
+
+
+def test_a_facturx_customer_gets_a_pdf_a3_with_the_cii_inside(tmp_path, mail_sink):
+    from adapters.facturx import conformance, xml_of
+    from en16931_check import fatal
+
+    ctx = make_context(tmp_path, smtp_url=f"smtp://127.0.0.1:{mail_sink.port}?starttls=off", **SELLER_DE)
+    add_customer(ctx, einvoice="factur-x")
+    doc = asyncio.run(through_delivery(ctx, "gen-fx-1"))
+    assert doc.facturx and doc.einvoice is None
+    pdf = (tmp_path / "store" / doc.key).read_bytes()
+    assert conformance(pdf) == []  # output intent, XMP (pdfaid 3, fx: and its schema), AF /Data, fonts
+    xml = xml_of(pdf)
+    assert b"<ram:CategoryCode>AE</ram:CategoryCode>" in xml and fatal(xml) == []
+    assert "Steuerschuldnerschaft des Leistungsempfängers" in pdf_text(tmp_path / "store" / doc.key)
+    (mail,) = mail_sink.messages()
+    assert "zugleich eine E-Rechnung (ZUGFeRD/Factur-X, EN 16931)" in mail.get_body(("plain",)).get_content()
