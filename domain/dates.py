@@ -15,12 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
 
+from domain.reasons import Refusal
 
-class DateError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+
+class DateError(Refusal):
+    pass
 
 
 class InvoiceDates(BaseModel):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from stdnum import exceptions as stdnum_errors
 from stdnum.eu import vat as eu_vat
 
+from domain.reasons import Refusal
+
 EU_MEMBER_STATES = frozenset(
     "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
 # VAT numbers use EL for Greece; Northern Ireland's XI is a member state for goods only
@@ -130,13 +132,8 @@ class VatTreatment:
     buyer_vat_country: str | None
 
 
-class VatIdProblem(Exception):
+class VatIdProblem(Refusal):
     """A buyer's VAT id that stops the invoice; `reason` is the review reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def vat_treatment(*, jurisdiction_reverse_charge: bool, buyer_tax_id: str | None,

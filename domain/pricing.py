@@ -14,22 +14,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.reasons import Refusal
 from domain.i18n import Localizer, english
 from domain.money import MoneyError, check_currency, fits_currency, parse_amount, round_money
 from schemas.errors import summary
-from schemas.invoices import LineItem, TaxAmount
+from schemas.invoices import LineItem, TaxAmount, Totals
 
 UNIT_PRICE_EXTRA_DECIMALS = 4
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 
 
-class PricingError(Exception):
+class PricingError(Refusal):
     """An interaction that cannot be priced as it is; `reason` is the review reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class RateCardError(ValueError):
@@ -217,16 +213,10 @@ def load_rate_card(path: Path | str) -> RateCard:
 
 # --- pricing ---------------------------------------------------------------------------
 
-class Priced(BaseModel):
+class Priced(Totals):
     rateId: str
     description: str
     priority: str
-    currency: str
-    lineItems: list[LineItem]
-    subtotal: Decimal
-    taxes: list[TaxAmount]
-    taxTotal: Decimal
-    total: Decimal
     notes: list[str] = Field(default_factory=list)
     reverseCharge: bool = Field(False, exclude_if=lambda v: not v)  # left out when false: older drafts read back unchanged
 

@@ -37,6 +37,17 @@ class TaxAmount(BaseModel):
     note: str | None = None
 
 
+class Totals(BaseModel):
+    """What an invoice, a credit note and a priced draft all carry: lines, taxes per rate, totals."""
+
+    currency: str
+    lineItems: list[LineItem]
+    subtotal: Decimal
+    taxes: list[TaxAmount]
+    taxTotal: Decimal
+    total: Decimal
+
+
 class ErpLineItem(BaseModel):
     description: str
     quantity: int
@@ -89,7 +100,7 @@ class ErpInvoiceResponse(BaseModel):
         return self
 
 
-class Invoice(BaseModel):
+class Invoice(Totals):
     """An issued invoice on callbill.invoices (key: interactionId)."""
 
     interactionId: str
@@ -99,12 +110,6 @@ class Invoice(BaseModel):
     erpInvoiceId: str | None = None
     customerReference: str
     rateId: str
-    currency: str
-    lineItems: list[LineItem]
-    subtotal: Decimal
-    taxes: list[TaxAmount]
-    taxTotal: Decimal
-    total: Decimal
     notes: list[str] = Field(default_factory=list)
     timezone: str
     serviceAt: AwareDatetime  # UTC
