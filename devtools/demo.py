@@ -283,6 +283,8 @@ def _print_documents(docs: dict, var: Path) -> None:
         if d.get("einvoice"):
             e = d["einvoice"]
             print(f"{'':16} e-invoice (UBL 2.1, EN 16931) {e['size']} bytes  var/store/{e['key']}")
+        if d.get("facturx"):
+            print(f"{'':16} e-invoice: the PDF itself is Factur-X (PDF/A-3b, factur-x.xml inside, EN 16931)")
     print()
 
 

@@ -140,6 +140,8 @@ def from_invoice(invoice: Invoice, seller: Party, buyer: Party, type_code: str =
             code, reason = None, match[0].exemptionReason
         breakdown.append(VatBreakdown(category, rate, round_money(taxable, cur), round_money(tax_amount, cur),
                                       code, reason))
+    if not (seller.vat_id or seller.tax_registration):
+        raise EInvoiceError("the seller has no VAT number or tax registration (CALLBILL_SELLER_TAX_ID; BR-CO-26)")
     if any(b.category == "AE" for b in breakdown) and not (seller.vat_id and buyer.vat_id):
         raise EInvoiceError("reverse charge needs both VAT numbers (BR-AE-02)")
     line_total = sum((li.net_amount for li in lines), Decimal(0))

@@ -92,7 +92,7 @@ def test_a_german_speaking_b2b_customer_gets_a_reverse_charge_invoice_pdf_and_em
 
 
 def test_a_postal_customer_gets_the_cover_text_in_their_language(tmp_path):
-    ctx = make_context(tmp_path)
+    ctx = make_context(tmp_path, seller_tax_id="12-3456789")  # the sample's Maria Keller gets Factur-X
 
     async def go() -> None:
         await bill(ctx, "gen-de-post", customer="CUST-7770003")  # Maria Keller: de_DE, postal only
@@ -103,6 +103,7 @@ def test_a_postal_customer_gets_the_cover_text_in_their_language(tmp_path):
 
     asyncio.run(go())
     (job,) = ctx.out("callbill.postal")
+    assert ctx.out("callbill.documents")[-1]["facturx"]  # her record asks for Factur-X: the letter's PDF is one
     assert job["locale"] == "de-DE"
     assert job["coverText"].startswith("Anbei erhalten Sie die Rechnung INV00-000001")
     assert "Keller" not in job["coverText"]

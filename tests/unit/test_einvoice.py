@@ -177,6 +177,13 @@ def test_what_en16931_cannot_say_is_refused_with_a_reason():
     stacked = inv.model_copy(update={"taxes": [*inv.taxes, inv.taxes[0].model_copy(update={"name": "County tax"})]})
     with pytest.raises(EInvoiceError, match="one VAT rate per line"):
         from_invoice(stacked, SELLER, buyer_of(us, inv))
+    anonymous = Party("Seller", ("1 Street",), "US")
+    with pytest.raises(EInvoiceError, match="BR-CO-26"):
+        from_invoice(inv, anonymous, buyer_of(us, inv))
+    at = customer(currency="EUR", taxId="ATU13585627", postalAddress=ADDR["AT"])
+    reverse = issued(at, seller_country="US")  # a US seller: reverse charge, but no EU VAT number of its own
+    with pytest.raises(EInvoiceError, match="BR-AE-02"):
+        from_invoice(reverse, Party("US Seller", ("1 St",), "US", tax_registration="12-3456789"), buyer_of(at, reverse))
 
 
 def test_a_seller_without_a_vat_number_is_identified_by_its_tax_registration():
