@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+import datetime as dt
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -94,10 +94,10 @@ class Localizer:
     def percent(self, rate: Decimal) -> str:
         return format_percent(rate, locale=self.locale, decimal_quantization=False)
 
-    def date(self, day: date, form: str = "medium") -> str:
+    def date(self, day: dt.date, form: str = "medium") -> str:
         return format_date(day, form, locale=self.locale)
 
-    def moment(self, at: datetime, tz: str | None) -> str:
+    def moment(self, at: dt.datetime, tz: str | None) -> str:
         """A date and time where the customer is, with the zone's short name (for link expiry)."""
         local = at.astimezone(ZoneInfo(tz) if tz else ZoneInfo("UTC"))
         return f"{format_datetime(local, 'medium', tzinfo=local.tzinfo, locale=self.locale)} {local.tzname() or 'UTC'}"

@@ -9,7 +9,6 @@ so a reprocessed invoice overwrites its object with identical bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -14,7 +14,6 @@ import html
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from string import Template
 
 from domain.i18n import Localizer

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import io
 import re
-import unicodedata
 
 from pdfminer.high_level import extract_pages
-from pdfminer.layout import LTChar, LTTextLine
+from pdfminer.layout import LTChar
 
 
 def _chars(o) -> list[LTChar]:

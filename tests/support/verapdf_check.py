@@ -54,7 +54,7 @@ def validate(paths: list[Path]) -> dict[Path, Verdict]:
     run = subprocess.run(["java", "-cp", f"{classes}{os.pathsep}{classpath}", "Check", *map(str, paths)],
                          capture_output=True, text=True, timeout=600)
     out: dict[Path, Verdict] = {}
-    current, fails = None, []
+    current, ok, fails = None, False, []
     for line in run.stdout.splitlines():
         m = re.match(r"^(.*): (compliant|NOT compliant)$", line)
         if m:

@@ -6,7 +6,6 @@ import re
 import unicodedata
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
@@ -22,7 +21,7 @@ from domain.messages import SUBJECT_MAX, MessageData, ack_email, ack_sms, invoic
 from domain.redaction import redact
 from domain.texts import MESSAGES, placeholders
 from pdf_text import lines, segments
-from test_domain_billing import CARD, customer, interaction
+from test_domain_billing import customer, interaction
 
 CATALOGS = Catalogs().load()
 RENDERER = InvoiceRenderer()
