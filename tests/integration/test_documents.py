@@ -193,3 +193,28 @@ def test_storage_down_for_20s_during_300_invoices(make_worker, kafka_bootstrap, 
     # every object is there, once, with the right bytes
     sample = docs[-1]
     assert hashlib.sha256(httpx.get(sample["url"]).content).hexdigest() == sample["sha256"]
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_a_ubl_einvoice_is_stored_served_and_renewed_beside_its_pdf(make_worker, kafka_bootstrap, s3, tmp_path,
+                                                                      backend):
+    from en16931_check import fatal
+    from test_billing import CUSTOMERS
+
+    env = s3_env(s3) if backend == "s3" else {"CALLBILL_STORAGE_URL": f"file://{tmp_path}/docs"}
+    w = make_worker(partitions=2, extra_env={"CALLBILL_SELLER_TAX_ID": "12-3456789", **env})
+    w.extra_env.setdefault("CALLBILL_PUBLIC_URL", w.url)
+    load_customers(kafka_bootstrap, w, [{**CUSTOMERS[0], "einvoice": "ubl"}])
+    w.start()
+    produce(kafka_bootstrap, w.topic("callbill.billable"), [("e-0", billable("e-0"))])
+    (d,) = documents(kafka_bootstrap, w, 1)
+    e = d["einvoice"]
+    assert e["format"] == "ubl" and e["key"] == d["key"].removesuffix(".pdf") + ".xml"
+    r = httpx.get(e["url"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
+    assert hashlib.sha256(r.content).hexdigest() == e["sha256"] and fatal(r.content) == []
+    assert httpx.get(tamper(e["url"])).status_code == 403
+    renewed = httpx.get(e["renewUrl"], follow_redirects=False)
+    assert renewed.status_code == 302 and httpx.get(renewed.headers["Location"]).content == r.content
+    pdf = httpx.get(d["url"])  # the PDF beside it, unchanged
+    assert pdf.headers["content-type"].startswith("application/pdf") and pdf.content.startswith(b"%PDF-")
