@@ -103,13 +103,10 @@ class Catalogs:
             lang = loc.language if loc else name
             base = self._catalogs.get(lang) if name != lang else None
             messages = {**builtin.get(name, {}), **overrides.get(name, {})}
-            self._catalogs[name] = _translations(messages, base or (self._english() if name != "en" else None))
+            self._catalogs[name] = _translations(messages, base or (self._catalogs.get("en") if name != "en" else None))
         if parse_tag(self.default_locale) is None:
             raise CatalogError(f"CALLBILL_DEFAULT_LOCALE {self.default_locale!r} is not a locale (like en or de-DE)")
         return self
-
-    def _english(self) -> Translations | None:
-        return self._catalogs.get("en")
 
     @property
     def names(self) -> frozenset[str]:

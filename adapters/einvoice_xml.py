@@ -65,8 +65,7 @@ def _party(parent: ET.Element, p: Party, vat_ids: bool) -> None:
         _cbc(_cac(scheme, "TaxScheme"), "ID", "LOC")
     legal = _cac(party, "PartyLegalEntity")
     _cbc(legal, "RegistrationName", p.name)
-    # BT-30 (BR-CO-26): a seller without a VAT number here is identified by its registration
-    legal_id = (p.vat_id if not vat_ids else None) or (p.tax_registration if not p.vat_id else None)
+    legal_id = p.legal_id(vat_ids)  # BT-30
     if legal_id:
         _cbc(legal, "CompanyID", legal_id)
     if p.email:
@@ -110,9 +109,8 @@ def ubl(e: EInvoice, peppol: bool = True) -> bytes:
         ref = _cac(_cac(root, "BillingReference"), "InvoiceDocumentReference")
         _cbc(ref, "ID", e.preceding[0])
         _cbc(ref, "IssueDate", e.preceding[1].isoformat())
-    vat_ids = not any(b.category == "O" for b in e.breakdown)  # BR-O-02..04: no VAT ids outside VAT's scope
-    _party(_cac(root, "AccountingSupplierParty"), e.seller, vat_ids)
-    _party(_cac(root, "AccountingCustomerParty"), e.buyer, vat_ids)
+    _party(_cac(root, "AccountingSupplierParty"), e.seller, e.in_vat_scope)
+    _party(_cac(root, "AccountingCustomerParty"), e.buyer, e.in_vat_scope)
     _cbc(_cac(root, "Delivery"), "ActualDeliveryDate", e.supply_date.isoformat())  # BT-72
     if e.payment_terms:
         _cbc(_cac(root, "PaymentTerms"), "Note", e.payment_terms)  # BT-20
@@ -169,7 +167,7 @@ def _date(parent: ET.Element, tag: str, day, ns: str = UDT) -> None:
 def _cii_party(parent: ET.Element, tag: str, p: Party, vat_ids: bool, seller: bool) -> None:
     party = _ram(parent, tag)
     _ram(party, "Name", p.name)
-    legal_id = (p.vat_id if not vat_ids else None) or (p.tax_registration if not p.vat_id else None)
+    legal_id = p.legal_id(vat_ids)
     if legal_id and seller:
         _ram(_ram(party, "SpecifiedLegalOrganization"), "ID", legal_id)  # BT-30
     if p.email and seller:
@@ -220,11 +218,10 @@ def cii(e: EInvoice) -> bytes:
             _ram(tax, "RateApplicablePercent", _amount(li.rate))  # BT-152
         _ram(_ram(settle, "SpecifiedTradeSettlementLineMonetarySummation"), "LineTotalAmount",
              _amount(li.net_amount))  # BT-131
-    vat_ids = not any(b.category == "O" for b in e.breakdown)
     agreement = _ram(trade, "ApplicableHeaderTradeAgreement")
     _ram(agreement, "BuyerReference", e.buyer_reference)  # BT-10
-    _cii_party(agreement, "SellerTradeParty", e.seller, vat_ids, seller=True)
-    _cii_party(agreement, "BuyerTradeParty", e.buyer, vat_ids, seller=False)
+    _cii_party(agreement, "SellerTradeParty", e.seller, e.in_vat_scope, seller=True)
+    _cii_party(agreement, "BuyerTradeParty", e.buyer, e.in_vat_scope, seller=False)
     delivery = _ram(trade, "ApplicableHeaderTradeDelivery")
     _date(_ram(delivery, "ActualDeliverySupplyChainEvent"), "OccurrenceDateTime", e.supply_date)  # BT-72
     settlement = _ram(trade, "ApplicableHeaderTradeSettlement")

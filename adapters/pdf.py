@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typst
 
+from adapters.facturx import embed
 from adapters.fonts import font_dirs
 from domain.i18n import Localizer
 from domain.invoice_pdf import Buyer, Seller, document_data
@@ -57,8 +58,6 @@ class InvoiceRenderer:
                 raise RenderError(str(e.message).strip()[:500]) from None
         assert isinstance(pdf, bytes)
         if facturx is not None:
-            from adapters.facturx import embed
-
             pdf = embed(pdf, facturx, issued)
         return pdf
 

@@ -83,19 +83,17 @@ class RenderPool:
         return self._pool
 
     async def render(self, invoice: Invoice, seller: Seller, buyer: Buyer, facturx: bytes | None = None) -> bytes:
+        args = (invoice, seller, buyer, self.template, self.languages, facturx)
         if self.processes <= 0:
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages,
-                                     facturx)
+            return await asyncio.to_thread(render_invoice, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor(), render_invoice, invoice, seller,
-                                                                    buyer, self.template, self.languages, facturx)
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), render_invoice, *args)
         except BrokenProcessPool:
             log.warning("render process died; starting another", extra={"stage": "documents"})
             broken, self._pool = self._pool, None
             if broken is not None:
                 broken.shutdown(wait=False, cancel_futures=True)
-            return await asyncio.to_thread(render_invoice, invoice, seller, buyer, self.template, self.languages,
-                                     facturx)
+            return await asyncio.to_thread(render_invoice, *args)
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -19,7 +19,7 @@ from runtime import headers
 from runtime.logs import error_site, get_logger
 from adapters.einvoice_xml import cii, ubl
 from domain import einvoice
-from domain.invoice_pdf import Buyer
+from domain.invoice_pdf import Buyer, payment_terms
 from domain.ledger import LedgerEntry, State
 from domain.links import document_key
 from schemas.documents import DocumentStored, EInvoiceStored
@@ -72,14 +72,9 @@ def einvoice_xml(ctx: Context, invoice: Invoice) -> tuple[str, bytes] | None:
     kind = einvoice.wanted(customer, invoice, ctx.settings.einvoice_default)
     if kind not in ("ubl", "factur-x"):
         return None
-    s, loc = ctx.settings, ctx.services.catalogs.localizer(invoice.locale)
-    seller = ctx.services.seller
-    terms = loc.t("Payment terms: {days} days. Please pay {amount} by {date}, quoting {number}.",
-                  days=invoice.paymentTermsDays, amount=loc.money(invoice.total, invoice.currency),
-                  date=loc.date(invoice.dueDate, "long"), number=invoice.invoiceNumber)
-    model = einvoice.from_invoice(
-        invoice, einvoice.seller_party(seller.name, seller.address, s.seller_country, seller.tax_id, seller.contact),
-        einvoice.buyer_party(customer, invoice), payment_terms=terms)
+    terms = payment_terms(invoice, ctx.services.catalogs.localizer(invoice.locale))
+    model = einvoice.from_invoice(invoice, ctx.services.einvoice_seller, einvoice.buyer_party(customer, invoice),
+                                  payment_terms=terms)
     return kind, (ubl(model) if kind == "ubl" else cii(model))
 
 

@@ -18,6 +18,7 @@ from adapters.sns import SnsClient
 from adapters.storage import FileStore, ObjectStore, store_from_url
 from adapters.vies import Vies
 from app.delivery import Transports
+from domain.einvoice import Party, seller_party
 from domain.invoice_pdf import Seller
 from domain.links import renew_token
 from domain.provider_auth import sendgrid_public_key
@@ -88,6 +89,12 @@ class Services:
         return Seller(name=s.seller_name, address=tuple(x.strip() for x in s.seller_address.split("|") if x.strip()),
                       tax_id=s.seller_tax_id, contact=s.seller_contact, payment_instructions=s.payment_instructions,
                       logo=s.seller_logo, country=s.seller_country)
+
+    @cached_property
+    def einvoice_seller(self) -> Party:
+        """The seller as EN 16931 names it (BG-4), from the same settings as the PDF's seller block."""
+        s = self.seller
+        return seller_party(s.name, s.address, s.country, s.tax_id, s.contact)
 
     def renew_url(self, number: str, key: str) -> str:
         s = self.settings

@@ -44,6 +44,11 @@ class Party:  # BG-4 seller / BG-7 buyer
     tax_registration: str | None = None  # BT-32: a tax id that is not a VAT number
     email: str | None = None  # BT-43 seller contact / BT-49 buyer electronic address
 
+    def legal_id(self, in_vat_scope: bool) -> str | None:
+        """BT-30 (BR-CO-26): outside VAT's scope the VAT number may not appear as one, and a party
+        without a VAT number is identified by its tax registration."""
+        return (self.vat_id if not in_vat_scope else None) or (self.tax_registration if not self.vat_id else None)
+
 
 @dataclass(frozen=True)
 class Line:  # BG-25
@@ -90,6 +95,11 @@ class EInvoice:
     preceding: tuple[str, date] | None = None  # BG-3: BT-25, BT-26 (a credit note's invoice)
     seller_payment_note: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def in_vat_scope(self) -> bool:
+        """False when a line is outside VAT's scope (O): then no VAT numbers appear (BR-O-02..04)."""
+        return not any(b.category == "O" for b in self.breakdown)
 
 
 def percent(rate: Decimal) -> Decimal:

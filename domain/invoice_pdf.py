@@ -40,6 +40,13 @@ class Buyer:
 REDUCED_MARK = "※"
 
 
+def payment_terms(invoice: Invoice, loc: Localizer) -> str:
+    """The payment-terms sentence, on the PDF and as the e-invoice's BT-20."""
+    return loc.t("Payment terms: {days} days. Please pay {amount} by {date}, quoting {number}.",
+                 days=loc.number(invoice.paymentTermsDays), amount=loc.money(invoice.total, invoice.currency),
+                 date=loc.date(invoice.dueDate, "long"), number=invoice.invoiceNumber)
+
+
 def document_data(invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer | None = None) -> dict[str, Any]:
     """The template's input (JSON): the invoice as the customer reads it, in their language.
 
@@ -69,9 +76,7 @@ def document_data(invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer
         paragraphs.append(t("Tax per rate") + ": " + "; ".join(
             t("{rate} taxable {base}, tax {tax}", rate=loc.percent(tx.rate) + (REDUCED_MARK if tx.category else ""),
               base=money(tx.base), tax=money(tx.amount)) for tx in invoice.taxes))
-    paragraphs += [t("Payment terms: {days} days. Please pay {amount} by {date}, quoting {number}.",
-                     days=loc.number(invoice.paymentTermsDays), amount=money(invoice.total),
-                     date=loc.date(invoice.dueDate, "long"), number=invoice.invoiceNumber),
+    paragraphs += [payment_terms(invoice, loc),
                    *([seller.payment_instructions] if seller.payment_instructions else []),
                    *(t(n) for n in invoice.notes if n != REVERSE_CHARGE_NOTE)]
     buyer_country = (jurisdictions.eu_vat_country(invoice.buyerTaxId) if invoice.buyerTaxId else None) or buyer.country

@@ -45,7 +45,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
             except StorageError:
                 return self.json({"error": "not_found"}, status=404)
             name = key.rsplit("/", 1)[-1]
-            kind = "application/xml" if name.endswith(".xml") else "application/pdf"  # the e-invoice beside the PDF
+            kind = store.meta(key).get("contentType", "application/pdf")  # as stored: the PDF, or the XML beside it
             return self.bytes(data, content_type=kind,
                               headers={**SECURITY_HEADERS, "Content-Disposition": f'inline; filename="{name}"'})
 
