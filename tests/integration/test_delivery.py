@@ -161,3 +161,37 @@ def test_genesys_email_and_a_crm_update_used_for_the_next_invoice(make_worker, k
     assert {d["transport"] for d in deliveries} == {"genesys"}
     # the provider's conversation id is the reference; no Message-ID of ours was ever sent
     assert all(d["providerId"] and d.get("messageId") is None for d in deliveries), deliveries
+
+
+def test_customers_get_their_invoices_in_their_own_language_through_a_real_worker(make_worker, kafka_bootstrap,
+                                                                                   mail_sink):
+    """Issue 18 on the broker: the locale from the directory, through billing, the render process,
+    storage and SMTP; and a malformed VAT number reviewed, never a zero-rated invoice."""
+    w = make_worker(partitions=2, extra_env={"CALLBILL_SELLER_COUNTRY": "DE", "CALLBILL_SELLER_TAX_ID": "DE136695976"})
+    create_topics(kafka_bootstrap, w.prefix, w.partitions)
+    at = {"line1": "Ring 2", "city": "Wien", "postalCode": "1010", "country": "AT"}
+    produce(kafka_bootstrap, w.topic("crm.customers"), [
+        ("C-DE", cust("C-DE", name="Alpen GmbH", email="de@example.com", locale="de-AT", currency="EUR",
+                      timezone="Europe/Vienna", taxId="ATU13585627", postalAddress=at)),
+        ("C-JA", cust("C-JA", name="山田太郎", email="ja@example.com", locale="ja-JP", currency="JPY",
+                      timezone="Asia/Tokyo", postalAddress={"line1": "丸の内1-1", "country": "JP"})),
+        ("C-BAD", cust("C-BAD", email="bad@example.com", locale="de", currency="EUR", taxId="ATU1358562",
+                       postalAddress=at))])
+    w.start()
+    produce(kafka_bootstrap, w.topic("callbill.billable"),
+            [(iid, billable(iid, c)) for iid, c in (("l-de", "C-DE"), ("l-ja", "C-JA"), ("l-bad", "C-BAD"))])
+    assert wait_for(lambda: len(mail_sink.messages()) == 2, 90)
+    mails = {str(m["To"]): m for m in mail_sink.messages()}
+    de, ja = mails["de@example.com"], mails["ja@example.com"]
+    assert str(de["Subject"]).startswith("Ihre Rechnung ") and str(ja["Subject"]).endswith(" のご案内")
+    de_body = de.get_body(("plain",)).get_content()
+    assert "Guten Tag Alpen GmbH," in de_body and "€" in de_body
+    assert "ご請求金額" in ja.get_body(("plain",)).get_content()
+    invoices = {i["interactionId"]: i for i in read_json(kafka_bootstrap, w.topic("callbill.invoices"), timeout=30,
+                                                          until=lambda m: len(m) >= 2)}
+    assert invoices["l-de"]["reverseCharge"] and invoices["l-de"]["buyerTaxId"] == "ATU13585627"
+    assert invoices["l-de"]["locale"] == "de-AT" and invoices["l-ja"]["locale"] == "ja-JP"
+    assert "l-bad" not in invoices
+    reviews = read_json(kafka_bootstrap, w.topic("callbill.review"), timeout=30,
+                        until=lambda m: any(r["interactionId"] == "l-bad" for r in m))
+    assert [r["reason"] for r in reviews if r["interactionId"] == "l-bad"] == ["INVALID_VAT_ID"]
