@@ -171,6 +171,7 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     w = start(make_worker, kafka_bootstrap, [])
     produce(kafka_bootstrap, w.topic("callbill.interactions"), [("b-missing", interaction("b-missing"))])
@@ -203,7 +204,8 @@ def test_review_page_in_a_headless_browser(make_worker, kafka_bootstrap, mail_si
         assert "an operator resubmits" in driver.find_element(By.ID, "readonly").text
         assert driver.find_elements(By.ID, "resubmit") == []
         driver.find_element(By.ID, "signout").click()
-        assert "/review/login" in driver.current_url
+        # the click returns before the browser has followed the sign-out's redirect: wait for it
+        WebDriverWait(driver, 10).until(lambda d: "/review/login" in d.current_url)
         driver.get(w.url + "/review")
         assert "/review/login" in driver.current_url  # signed out on the server, not only in the browser
         sign_in("rita", PASSWORD)
