@@ -1,4 +1,5 @@
-"""The ERP's invoice API: `POST /v1/billing/generate-invoice` (the guide's contract).
+"""The ERP's invoice API: `POST /v1/billing/generate-invoice` (the guide's contract) and
+`POST /v1/billing/credit-notes` (credit notes, issue 19).
 
 One attempt per call; the billing agent owns retries and parking. Every request carries
 `Idempotency-Key: <interactionId>`, so any number of attempts creates one invoice.
@@ -13,13 +14,18 @@ import json
 from decimal import Decimal
 
 import aiohttp
-from pydantic import ValidationError
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from adapters.http import retry_after_seconds
 from schemas.errors import summary
+from schemas.credits import ErpCreditNoteRequest, ErpCreditNoteResponse
 from schemas.invoices import ErpInvoiceRequest, ErpInvoiceResponse, erp_json
 
 PATH = "/v1/billing/generate-invoice"
+CREDIT_PATH = "/v1/billing/credit-notes"
+T = TypeVar("T", bound=BaseModel)
 
 
 class ErpRetryable(Exception):
@@ -67,11 +73,18 @@ class ErpClient:
             await self._session.close()
 
     async def generate_invoice(self, req: ErpInvoiceRequest) -> ErpInvoiceResponse:
-        headers = {"Content-Type": "application/json", "Idempotency-Key": req.sourceInteractionId}
+        return await self._post(PATH, req, req.sourceInteractionId, ErpInvoiceResponse)
+
+    async def create_credit_note(self, req: ErpCreditNoteRequest, key: str) -> ErpCreditNoteResponse:
+        """`key`: the credit request's idempotency key (one credit note however often it is sent)."""
+        return await self._post(CREDIT_PATH, req, key, ErpCreditNoteResponse)
+
+    async def _post(self, path: str, req: BaseModel, key: str, answer: type[T]) -> T:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            async with self._http().post(self._base + PATH, data=erp_json(req), headers=headers) as resp:
+            async with self._http().post(self._base + path, data=erp_json(req), headers=headers) as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
                 raw = await resp.read()
@@ -89,7 +102,7 @@ class ErpClient:
         except ValueError:
             raise ErpInvalidResponse("not JSON") from None
         try:
-            return ErpInvoiceResponse.model_validate(body)
+            return answer.model_validate(body)
         except ValidationError as e:
             raise ErpInvalidResponse(summary(e)[:500]) from None
 

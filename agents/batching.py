@@ -19,6 +19,7 @@ import faust
 
 from pydantic import BaseModel
 
+from adapters.erp import ErpInvalidResponse, ErpRejected, ErpRetryable
 from agents.context import Context
 
 from agents.routing import all_sent, header
@@ -98,6 +99,20 @@ async def with_backoff(ctx: Context, call: Callable[[], Awaitable[T]], retryable
                 return Parked(reason, retry_after, recipient=bool(getattr(e, "recipient", False)))
         finally:
             EXTERNAL_LATENCY.labels(system).observe(time.perf_counter() - started)
+
+
+async def erp_call(ctx: Context, call: Callable[[], Awaitable[T]], batch: Batch) -> T | ErpRejected | ErpInvalidResponse | Parked:
+    """One ERP request under the backoff rules: its answer, Parked, or the 4xx / malformed
+    answer as a value (a person has to look: never retried)."""
+    try:
+        return await with_backoff(ctx, call, ErpRetryable, batch, ctx.settings.erp_attempts, "erp",
+                                  lambda e: e.reason.lower().removeprefix("erp_"))  # http_503, timeout…
+    except ErpRejected as e:
+        EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
+        return e
+    except ErpInvalidResponse as e:
+        EXTERNAL_ERRORS.labels("erp", "invalid_response").inc()
+        return e
 
 
 def attempt_of(event: faust.EventT) -> int:

@@ -16,16 +16,15 @@ from __future__ import annotations
 import faust
 
 from agents.context import Context
-from adapters.erp import ErpInvalidResponse, ErpRejected, ErpRetryable
-from agents.batching import Batch, Parked, attempt_of, park, run_batches, with_backoff
+from adapters.erp import ErpInvalidResponse, ErpRejected
+from agents.batching import Batch, Parked, attempt_of, erp_call, park, run_batches
 from agents.routing import event_context, guard_one, parse, source_of
+from agents.series import catch_up_counter, claim, number_locally
 from runtime.logs import get_logger
-from runtime.metrics import EXTERNAL_ERRORS
 from domain.billing import Draft, draft, erp_answer_problems, erp_request, issue, vat_for
 from domain.jurisdictions import VatTreatment
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
-from domain.numbering import counter_key, invoice_number, seq_of, series
 from domain.pricing import PricingError
 from schemas.events import InteractionCompleted
 from schemas.invoices import ErpInvoiceResponse, Invoice
@@ -40,33 +39,7 @@ async def call_erp(ctx: Context, d: Draft, batch: Batch
     client = ctx.services.erp
     assert client is not None
     req = erp_request(d)
-    try:
-        return await with_backoff(ctx, lambda: client.generate_invoice(req), ErpRetryable, batch, ctx.settings.erp_attempts,
-                                  "erp", lambda e: e.reason.lower().removeprefix("erp_"))  # http_503, timeout…
-    except ErpRejected as e:
-        EXTERNAL_ERRORS.labels("erp", f"http_{e.status}").inc()
-        return e
-    except ErpInvalidResponse as e:
-        EXTERNAL_ERRORS.labels("erp", "invalid_response").inc()
-        return e
-
-
-def number_locally(ctx: Context, partition: int) -> tuple[str, str]:
-    """The next number of this partition's series; the counter moves after the entry."""
-    s = series(ctx.settings.invoice_prefix, partition, ctx.settings.topic_partitions)
-    counter = ctx.ledger.table.get(counter_key(s)) or {"seq": 0}
-    return invoice_number(s, int(counter["seq"]) + 1), s
-
-
-def catch_up_counter(ctx: Context, invoice: Invoice) -> None:
-    """After a crash the entry may have landed without its counter write: move it on."""
-    if invoice.issuer != "callbill":
-        return
-    seq = seq_of(invoice.invoiceNumber, invoice.series)
-    key = counter_key(invoice.series)
-    current = ctx.ledger.table.get(key) or {"seq": 0}
-    if seq is not None and int(current["seq"]) < seq:
-        ctx.ledger.table[key] = {"seq": seq}
+    return await erp_call(ctx, lambda: client.generate_invoice(req), batch)
 
 
 async def to_review(ctx: Context, iid: str, entry: LedgerEntry, reason: str, detail: str,
@@ -131,7 +104,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         return
 
     if ctx.services.erp is None:
-        number, series_ = number_locally(ctx, msg.partition)
+        number, series_ = number_locally(ctx, msg.partition, iid)
         invoice = issue(d, number, series_, ctx.clock())
     else:
         if not entry.draft:
@@ -156,7 +129,8 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
             return
         invoice = issue(d, result.invoiceNumber, "ERP", ctx.clock(), result)
 
-    # the entry (with its number) is written before the counter moves: see domain/numbering.py
+    # the claim, then the entry (with its number), then the counter: see domain/numbering.py
+    claim(ctx, invoice.invoiceNumber, iid)
     ctx.ledger.put(iid, entry.touched(ctx.clock(), state=State.BILLED, reason=None, invoiceNumber=invoice.invoiceNumber,
                                  invoice=invoice, billingSource=source))
     catch_up_counter(ctx, invoice)

@@ -21,6 +21,7 @@ from runtime.logs import get_logger
 from runtime.metrics import STAGE_OUTCOMES, TOPIC_OUT
 from runtime.writes import track
 from schemas.events import AuditEvent, ReviewItem, utcnow
+from schemas.invoices import kafka_key
 from tables.directory import Directory
 from tables.ledger import Ledger
 from tables.pending import PendingTable
@@ -57,15 +58,18 @@ class Context:
     partitions: Callable[[str], int | None] = field(default=lambda topic: None)
 
     async def publish(self, topic: str, key: str, value: BaseModel, wait: bool = True,
-                      headers: dict[str, bytes] | None = None) -> asyncio.Future:
-        """Send; with `wait`, until the broker acknowledged it (acks=all).
+                      headers: dict[str, bytes] | None = None, exact_key: bool = False) -> asyncio.Future:
+        """Send; with `wait`, until the broker acknowledged it (acks=all). `key` may be a
+        record id (a credit note's `<interactionId>~<number>`): the Kafka key is always the
+        interaction id, so every record of an invoice and its credit notes shares one partition;
+        `exact_key` keeps the record id, for a compacted whole-topic view with a record per id.
 
         Not waiting is still safe for the message being processed: Faust flushes the
         producer before it commits the source offset, so a crash before the flush means the
         source message is redelivered. Wait where a later step depends on the write having
         landed.
         """
-        fut = await self.topics[topic].send(key=key.encode(), value=value.model_dump_json(exclude_none=True).encode(),
+        fut = await self.topics[topic].send(key=(key if exact_key else kafka_key(key)).encode(), value=value.model_dump_json(exclude_none=True).encode(),
                                             headers=headers)
         TOPIC_OUT.labels(topic).inc()
         if wait:

@@ -48,7 +48,8 @@ def message_data(ctx: Context, invoice: Invoice, doc: DocumentStored, customer: 
         invoiceNumber=invoice.invoiceNumber, seller=s.name, amount=loc.money(invoice.total, invoice.currency),
         dueDate=loc.date(invoice.dueDate), url=doc.url, expires=loc.moment(doc.expiresAt, invoice.timezone),
         renewUrl=doc.renewUrl, contact=s.contact or s.name, name=customer.name or None,
-        einvoiceUrl=doc.einvoice.url if doc.einvoice else None, facturx=doc.facturx)
+        einvoiceUrl=doc.einvoice.url if doc.einvoice else None, facturx=doc.facturx,
+        correcting=invoice.precedingInvoice.invoiceNumber if invoice.precedingInvoice else None)
 
 
 async def send(ctx: Context, r: Route, invoice: Invoice, doc: DocumentStored, customer: Customer, mid: str,
@@ -142,7 +143,7 @@ async def hard_bounce(ctx: Context, iid: str, address: str, status: str | None, 
 
 async def deliver(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     doc: DocumentStored = parse(DocumentStored, event.value)
-    iid = doc.interactionId
+    iid = doc.record_id  # a credit note's records: `<interactionId>~<creditNumber>`
     entry = ctx.ledger.get(iid)
     if entry is None or not entry.invoice:
         await ctx.audit(STAGE, iid, "REVIEW", "NO_INVOICE_RECORD")
@@ -222,7 +223,8 @@ async def deliver(ctx: Context, event: faust.EventT, batch: Batch) -> None:
         await park(ctx, STAGE, event, iid, "callbill.documents", doc, outcome)
         return
     transport, provider_id = outcome
-    done = Delivery(interactionId=iid, invoiceNumber=invoice.invoiceNumber, channel=channel, transport=transport,
+    done = Delivery(interactionId=doc.interactionId, invoiceNumber=invoice.invoiceNumber,
+                    kind="creditNote" if invoice.is_credit_note else "invoice", channel=channel, transport=transport,
                     providerId=provider_id, attempt=attempt,
                     # only an SMTP send carries our Message-ID; Genesys gives its own conversation id
                     messageId=mid if transport == "smtp" else None)

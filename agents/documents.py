@@ -62,7 +62,8 @@ async def stored(ctx: Context, invoice: Invoice, key: str, sha: str, size: int,
                            expiresAt=xml_expires, renewUrl=ctx.services.renew_url(invoice.invoiceNumber, xml_key))
     return DocumentStored(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber, key=key, sha256=sha,
                           size=size, storage=ctx.services.store_kind, url=url, expiresAt=expires,
-                          renewUrl=ctx.services.renew_url(invoice.invoiceNumber, key), einvoice=e)
+                          renewUrl=ctx.services.renew_url(invoice.invoiceNumber, key), einvoice=e,
+                          documentType=invoice.documentType)
 
 
 def einvoice_xml(ctx: Context, invoice: Invoice) -> tuple[str, bytes] | None:
@@ -72,7 +73,8 @@ def einvoice_xml(ctx: Context, invoice: Invoice) -> tuple[str, bytes] | None:
     kind = einvoice.wanted(customer, invoice, ctx.settings.einvoice_default)
     if kind not in ("ubl", "factur-x"):
         return None
-    terms = payment_terms(invoice, ctx.services.catalogs.localizer(invoice.locale))
+    # a credit note has nothing to pay: its due date (BT-9) is its issue date, no terms
+    terms = None if invoice.is_credit_note else payment_terms(invoice, ctx.services.catalogs.localizer(invoice.locale))
     model = einvoice.from_invoice(invoice, ctx.services.einvoice_seller, einvoice.buyer_party(customer, invoice),
                                   payment_terms=terms)
     return kind, (ubl(model) if kind == "ubl" else cii(model))
@@ -80,7 +82,7 @@ def einvoice_xml(ctx: Context, invoice: Invoice) -> tuple[str, bytes] | None:
 
 async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     invoice: Invoice = parse(Invoice, event.value)
-    iid = invoice.interactionId
+    iid = invoice.record_id  # a credit note's records: `<interactionId>~<creditNumber>`
     source = source_of(event)
     now = ctx.clock()
     entry = ctx.ledger.get(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,

@@ -17,6 +17,7 @@ from agents.routing import Poison, guarded, parse, wait_until_due
 from runtime import headers
 from runtime.metrics import note_retry_position
 from schemas.events import RetryItem
+from schemas.invoices import kafka_key
 
 STAGE = "retry"
 
@@ -33,7 +34,7 @@ async def handle(ctx: Context, event: faust.EventT) -> None:
         raise
     if not await wait_until_due(ctx, (item.notBefore - ctx.clock()).total_seconds()):
         return
-    await ctx.send_raw(item.topic, item.interactionId.encode(), json.dumps(item.payload, separators=(",", ":")).encode(),
+    await ctx.send_raw(item.topic, kafka_key(item.interactionId).encode(), json.dumps(item.payload, separators=(",", ":")).encode(),
                        headers={headers.ATTEMPT: str(item.attempt).encode()})
     note_retry_position(msg.topic, msg.partition, msg.offset + 1)
     await ctx.audit(STAGE, item.interactionId, "RETRIED", f"{item.stage}: {item.reason}", count=item.attempt)

@@ -9,6 +9,10 @@ to the stage that stopped it:
 | billing                        | callbill.billable     | the interaction                       |
 | documents                      | callbill.invoices     | the issued invoice from the ledger    |
 | delivery, bounces              | callbill.documents    | the stored document from the ledger   |
+| credits                        | callbill.credit-requests | the credit request as it was asked |
+
+A credit note's items are keyed by its record id (`<interactionId>~<number>`, or `~<key>` for a
+request without a number yet); every message about them is keyed by the interaction id.
 
 Dedupe and idempotency still hold: each stage checks the ledger as for any message. A
 delivery that may already have reached the customer (DELIVERY_UNCONFIRMED) or bounced is
@@ -27,6 +31,7 @@ from agents.stages import RESUBMIT_TARGETS
 from agents.routing import guarded, parse
 from domain.ledger import State
 from schemas.events import InteractionCompleted, ReviewAction, ReviewItem, ReviewRecord
+from schemas.invoices import kafka_key
 
 STAGE = "review"
 
@@ -37,7 +42,8 @@ class CannotResubmit(Exception):
 
 async def save(ctx: Context, record: ReviewRecord) -> None:
     ctx.reviews.put(record)
-    await ctx.publish("callbill.reviews", record.interactionId, record, wait=False)
+    # one record per item on the compacted queue topic: a credit note's item keeps its own key
+    await ctx.publish("callbill.reviews", record.interactionId, record, wait=False, exact_key=True)
 
 
 async def record(ctx: Context, event: faust.EventT) -> None:
@@ -74,6 +80,10 @@ async def resubmit_payload(ctx: Context, rec: ReviewRecord, action: ReviewAction
         raise CannotResubmit(f"{rec.stage} items cannot be resubmitted here; re-read the conversation with "
                              "`callbill backfill` once it is complete at Genesys")
     iid = rec.interactionId
+    if rec.stage == "credits":  # the request as it was asked (same key: still one credit note)
+        if not rec.interaction:
+            raise CannotResubmit("the review item carries no credit request to resubmit")
+        return target, rec.interaction
     if rec.stage in ("intake", "billing"):
         if not rec.interaction:
             raise CannotResubmit("the review item carries no interaction to resubmit")
@@ -115,7 +125,7 @@ async def act(ctx: Context, event: faust.EventT) -> None:
         await ctx.audit(STAGE, iid, "RESUBMIT_REFUSED", str(e), actor=a.actor)
         return
     await save(ctx, rec.model_copy(update={"status": "RESUBMITTED", "updatedAt": now, "actor": a.actor, "note": a.note}))
-    await ctx.send_raw(topic, iid.encode(), json.dumps(payload, separators=(",", ":")).encode())
+    await ctx.send_raw(topic, kafka_key(iid).encode(), json.dumps(payload, separators=(",", ":")).encode())
     await ctx.audit(STAGE, iid, "RESUBMITTED", f"{rec.reason} -> {topic}", actor=a.actor)
 
 

@@ -24,6 +24,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("assemble", "genesys.events", replayable=True),  # incomplete at Genesys: `callbill backfill` instead
     Stage("intake", "callbill.interactions", resubmit="callbill.interactions", replayable=True),
     Stage("billing", "callbill.billable", parks=True, resubmit="callbill.billable", replayable=True),
+    Stage("credits", "callbill.credit-requests", parks=True, resubmit="callbill.credit-requests", replayable=True),
     Stage("documents", "callbill.invoices", parks=True, resubmit="callbill.invoices", replayable=True),
     Stage("delivery", "callbill.documents", parks=True, resubmit="callbill.documents", replayable=True),
     Stage("bounces", "callbill.bounces", resubmit="callbill.documents"),  # a bounced invoice: delivered again

@@ -18,6 +18,7 @@ commands:
   customers import FILE [--dry-run]   CSV or JSON lines -> crm.customers, row by row
   customers delete ID...          remove customers from the directory (tombstones)
   review list|show|resubmit|dismiss   the review queue (through a worker's API)
+  credit NUMBER --reason TEXT [--lines 1,2|--amount X]   a credit note on an invoice (through a worker's API)
   operators add|passwd|remove|revoke|token|list   who may use the review pages and API
   trace INTERACTION_ID            an interaction's whole story from the ledger and the topics
   replay --topic T --from X ...   re-publish a topic's messages into the pipeline at that stage
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.ops import review as review_cli
 
         return review_cli.main(rest)
+    if cmd == "credit":
+        from app.ops import credit
+
+        return credit.main(rest)
     if cmd == "operators":
         from app.ops import operators
 

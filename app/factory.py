@@ -12,12 +12,13 @@ from __future__ import annotations
 import faust
 from faust.cli.worker import worker as faust_worker_command
 
-from agents import acks, assemble, billing, bounces, customers, delivery, documents, intake, retry, review
+from agents import acks, assemble, billing, bounces, credits, customers, delivery, documents, intake, retry, review
 from agents.context import Context
 from app.bootstrap import Services, build_services
 from app.web import admin, bridge, health
 from app.web import bounces as provider_bounces
 from app.web import documents as document_links
+from app.web import credits as credit_pages
 from app.web.auth import Gate
 from runtime import faust_fixes
 from runtime import topics as topic_specs
@@ -36,7 +37,7 @@ from tables.sessions import Sessions
 from tables.suppressions import Suppressions
 
 log = get_logger("worker")
-STAGE_MODULES = (assemble, intake, billing, documents, delivery, acks, bounces, review, retry, customers)
+STAGE_MODULES = (assemble, intake, billing, credits, documents, delivery, acks, bounces, review, retry, customers)
 
 
 class QuietWorker(faust.Worker):
@@ -137,6 +138,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
     producer = bridge.register(app, ctx)
     health.register(app, ctx, producer)
     admin.register(app, ctx, gate)
+    credit_pages.register(app, ctx, gate)
     document_links.register(app, ctx, gate)
     provider_bounces.register(app, ctx)
     return app

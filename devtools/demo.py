@@ -24,6 +24,8 @@ from app.cli import sign
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "demo-webhook-secret"
+ADMIN = "demo-admin-token"
+CREDITED = "CUST-5550001"  # Kenji Sato: a UBL customer, so his credit note is a UBL CreditNote too
 FINAL = {"intake", "assemble:EVENT_RECEIVED"}
 
 
@@ -52,6 +54,7 @@ def main(argv: list[str]) -> int:
         "CALLBILL_RATE_CARD": str(REPO / "samples" / "rate-card.yaml"),
         "CALLBILL_SELLER_TAX_ID": "12-3456789",  # the demo seller's (US) tax number: its e-invoices name it
         "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "demo-erp-token",
+        "CALLBILL_ADMIN_TOKEN": ADMIN,  # development's shared token: the demo's credit note goes through the API
         "CALLBILL_STORAGE_URL": f"file://{var / 'store'}", "CALLBILL_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CALLBILL_SMTP_URL": f"smtp://127.0.0.1:{devstack._env_int('CALLBILL_DEV_SMTP_PORT', 2525)}",
     })
@@ -78,7 +81,8 @@ def main(argv: list[str]) -> int:
         _print_documents(docs, var)
         sent = asyncio.run(_deliveries(bootstrap, run + ".", list(docs)))
         _print_deliveries(sent, var)
-        ok = all(r["status"] == 202 for r in rows) and all(
+        credited = _credit_note(url, bootstrap, run + ".", billed, var)
+        ok = credited and all(r["status"] == 202 for r in rows) and all(
             len(_final(outcomes).get(k, [])) >= c for k, c in needed.items()) and all(
             k in billed["invoices"] for k in forwarded) and all(k in docs for k in billed["invoices"]) and all(
             k in sent["deliveries"] for k in docs)
@@ -215,7 +219,7 @@ async def _billing(bootstrap: str, prefix: str, ids: list[str], timeout: float =
                 for msgs in (await c.getmany(timeout_ms=300)).values():
                     for m in msgs:
                         doc = json.loads(m.value)
-                        if topic == "callbill.invoices":
+                        if topic == "callbill.invoices" and doc.get("documentType", "invoice") == "invoice":
                             out["invoices"][doc["interactionId"]] = doc
                         elif doc.get("stage") == "billing":
                             out["reviews"][doc["interactionId"]] = doc
@@ -253,6 +257,65 @@ def _language_name(tag: str) -> str:
         return tag
 
 
+def _credit_note(url: str, bootstrap: str, prefix: str, billed: dict, var: Path) -> bool:
+    """One credit note through the API (what `callbill credit` calls), then its PDF, e-invoice and email."""
+    inv = next((i for i in billed["invoices"].values() if i["customerReference"] == CREDITED), None)
+    if inv is None:
+        print("== credit note: the sample customer's invoice is missing\n")
+        return False
+    body = {"interactionId": inv["interactionId"], "invoiceNumber": inv["invoiceNumber"],
+            "reason": "Goodwill: the call was cut off twice"}
+    print("== a credit note (callbill credit " + inv["invoiceNumber"] + " --reason ..., through POST /api/credits)")
+    r = httpx.post(url + "/api/credits", params={"wait": 30}, json=body,
+                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+    out = r.json()
+    if out.get("status") != "ISSUED":
+        print(f"   not issued: {r.status_code} {out}\n")
+        return False
+    print(f"   {out['creditNumber']} corrects {inv['invoiceNumber']}: {out['total']} {out['currency']} credited "
+          f"(issued by the reference ERP; idempotency key {out['idempotencyKey']})")
+    number = out["creditNumber"]
+    doc = asyncio.run(_first(bootstrap, prefix + "callbill.documents", lambda d: d["invoiceNumber"] == number))
+    done = asyncio.run(_first(bootstrap, prefix + "callbill.deliveries", lambda d: d.get("invoiceNumber") == number))
+    if doc:
+        print(f"   PDF       var/store/{doc['key']}")
+        if doc.get("einvoice"):
+            print(f"   e-invoice var/store/{doc['einvoice']['key']} (UBL 2.1 CreditNote, type 381, BG-3 names "
+                  f"{inv['invoiceNumber']})")
+    mail = next((p for p in sorted((var / "mail").glob("*.eml"))
+                 if done and done.get("messageId") and done["messageId"].encode() in p.read_bytes()), None)
+    if done and mail:
+        from email import message_from_binary_file, policy
+
+        with open(mail, "rb") as fh:
+            m = message_from_binary_file(fh, policy=policy.default)
+        print(f"   email     {str(m['To'])}  \"{str(m['Subject']).strip()}\"  ./{mail.relative_to(REPO)}")
+    print(f"   callbill trace {inv['interactionId']} shows the invoice's credited state and the note\n")
+    return bool(doc and done)
+
+
+async def _first(bootstrap: str, topic: str, match, timeout: float = 60) -> dict | None:
+    """The first record of `topic` (JSON) that `match`es, waiting up to `timeout` seconds."""
+    from aiokafka import AIOKafkaConsumer
+
+    from runtime.topics import assign_from_start
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    try:
+        await assign_from_start(c, topic, wait=10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msgs in (await c.getmany(timeout_ms=300)).values():
+                for m in msgs:
+                    doc = json.loads(m.value)
+                    if match(doc):
+                        return doc
+    finally:
+        await c.stop()
+    return None
+
+
 async def _documents(bootstrap: str, prefix: str, ids: list[str], timeout: float = 60) -> dict:
     from aiokafka import AIOKafkaConsumer
 
@@ -268,7 +331,8 @@ async def _documents(bootstrap: str, prefix: str, ids: list[str], timeout: float
             for msgs in (await c.getmany(timeout_ms=300)).values():
                 for m in msgs:
                     doc = json.loads(m.value)
-                    out[doc["interactionId"]] = doc
+                    if doc.get("documentType", "invoice") == "invoice":
+                        out[doc["interactionId"]] = doc
     finally:
         await c.stop()
     return out

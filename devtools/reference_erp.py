@@ -1,5 +1,8 @@
 """A reference ERP: the invoice API of the guide, for tests, the demo and the benchmarks.
 
+`POST /v1/billing/generate-invoice` issues invoices; `POST /v1/billing/credit-notes` credits
+one of them (never more than what is left of it), under the same idempotency rules.
+
 Behaves like a careful real one: Stripe-style idempotency (the same Idempotency-Key gets
 the first stored answer; the same key with a different body gets 409), 400 with an
 `error_code` for a bad currency, an unknown customer or amounts that do not add up, and
@@ -51,6 +54,7 @@ class ReferenceErp:
         self.rand = random.Random(seed)
         self.responses: dict[str, tuple[str, int, dict]] = {}
         self.creates: Counter[str] = Counter()
+        self.credited: dict[str, Decimal] = {}  # invoice number -> total credited
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -65,6 +69,7 @@ class ReferenceErp:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_post("/v1/billing/generate-invoice", self.generate_invoice)
+        app.router.add_post("/v1/billing/credit-notes", self.credit_note)
         app.router.add_get("/_stats", self.stats_view)
         app.router.add_post("/_control", self.control_view)
         return app
@@ -85,6 +90,12 @@ class ReferenceErp:
         return web.json_response(body, status=status, headers=headers)
 
     async def generate_invoice(self, request: web.Request) -> web.Response:
+        return await self._idempotent(request, self._create)
+
+    async def credit_note(self, request: web.Request) -> web.Response:
+        return await self._idempotent(request, self._credit)
+
+    async def _idempotent(self, request: web.Request, create) -> web.Response:
         b = self.behaviour
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._answer(401, {"error_code": "UNAUTHORIZED", "message": "bad or missing bearer token"})
@@ -108,7 +119,7 @@ class ReferenceErp:
                     return self._answer(409, {"error_code": "IDEMPOTENCY_CONFLICT",
                                               "message": "this Idempotency-Key was used with a different request body"})
                 return self._answer(status, body)
-            status, body = self._create(key, raw)
+            status, body = create(key, raw)
             if status < 400:  # like Stripe: a request that failed validation is not saved
                 self.responses[key] = (digest, status, body)
             return self._answer(status, body)
@@ -150,6 +161,44 @@ class ReferenceErp:
                      "status": "ISSUED", "currency": currency,
                      "subtotal": str(subtotal), "taxTotal": str(tax), "total": str(total),
                      **b.answer_overrides.get(key, {})}
+
+    def _credit(self, key: str, raw: bytes) -> tuple[int, dict]:
+        """A credit note on an invoice this ERP issued, never more than what is left of it."""
+        try:
+            req = json.loads(raw, parse_float=Decimal)
+            number = str(req["sourceInvoiceNumber"])
+            currency = str(req["currency"])
+            lines = req["lineItems"]
+            requested = parse_amount(req["requestedAmount"])
+            if not isinstance(lines, list) or not lines or not str(req.get("reason") or ""):
+                raise ValueError("lineItems or reason")
+            subtotal = sum((round_money(parse_amount(li["quantity"]) * parse_amount(li["unitPrice"]), currency)
+                            for li in lines), Decimal(0))
+            tax = round_money(sum((parse_amount(t["amount"]) for t in req.get("taxes") or []), Decimal(0)), currency)
+        except (ValueError, KeyError, TypeError, MoneyError) as e:
+            return 400, {"error_code": "INVALID_REQUEST", "message": f"malformed request ({type(e).__name__})"}
+        invoice = next((body for _, status, body in self.responses.values()
+                        if status == 201 and body.get("invoiceNumber") == number), None)
+        if invoice is None:
+            return 400, {"error_code": "UNKNOWN_INVOICE", "message": "sourceInvoiceNumber is not an invoice of this ERP"}
+        if currency != invoice["currency"]:
+            return 400, {"error_code": "INVALID_CURRENCY", "message": "the credit note's currency is not the invoice's"}
+        total = subtotal + tax
+        if total != requested:
+            return 400, {"error_code": "AMOUNT_MISMATCH",
+                         "message": f"requestedAmount {requested} does not equal line items plus taxes {total}"}
+        credited = self.credited.get(number, Decimal(0))
+        if credited + total > Decimal(invoice["total"]):
+            return 400, {"error_code": "EXCEEDS_INVOICE", "message": "more than what is left of the invoice"}
+        self.credited[number] = credited + total
+        self._seq += 1
+        self.creates[key] += 1
+        year = datetime.now(timezone.utc).year
+        return 201, {"creditNoteNumber": f"ERP-CN-{year}-{self._seq:06d}",
+                     "creditNoteId": hashlib.sha256(f"erp-cn:{key}".encode()).hexdigest()[:24],
+                     "status": "ISSUED", "currency": currency, "invoiceNumber": number,
+                     "subtotal": str(subtotal), "taxTotal": str(tax), "total": str(total),
+                     **self.behaviour.answer_overrides.get(key, {})}
 
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())

@@ -1,7 +1,7 @@
 """Credit notes: correcting an issued invoice the lawful way, in full or in part (issue 19).
 
-Pure rules; the stage that will issue them (numbering, ledger, documents, delivery, the ERP)
-is not built yet (docs/einvoices.md). What is decided here:
+Pure rules; agents/credits.py numbers, records and publishes them (docs/credit-notes.md).
+What is decided here:
 - what is credited: the whole invoice (what remains of it), some of its lines, or a net amount;
 - the taxes: the invoice's own rates per category, never today's rate card (a credit corrects
   that supply, at the tax it bore), reverse charge included;
@@ -11,42 +11,19 @@ is not built yet (docs/einvoices.md). What is decided here:
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime
 
 from domain.reasons import Refusal
 from domain.money import fits_currency, round_money
-from schemas.invoices import Invoice, LineItem, TaxAmount, Totals
-
-CREDIT_SERIES = "CN{partition:02d}"  # one gap-free series per partition, like INV<pp>
+from schemas.credits import CreditRequest
+from schemas.invoices import CREDIT_NOTE, Invoice, LineItem, PrecedingInvoice, TaxAmount, Totals
 
 
 class CreditError(Refusal, ValueError):
     """A credit that cannot be issued; `reason` is the review or API error code."""
-
-
-class CreditRequest(BaseModel):
-    invoiceNumber: str = Field(min_length=1, max_length=64)
-    reason: str = Field(min_length=1, max_length=500)
-    lines: list[int] | None = Field(None, min_length=1, description="1-based line numbers to credit in full")
-    amount: Decimal | None = Field(None, gt=0, description="a net amount (before tax) to credit")
-    idempotencyKey: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{8,64}$")
-
-    @model_validator(mode="after")
-    def _one_way(self) -> "CreditRequest":
-        if self.lines is not None and self.amount is not None:
-            raise ValueError("give lines or amount, not both")
-        return self
-
-    def key(self) -> str:
-        """The given key, else one derived from what is asked (the same request, the same key)."""
-        if self.idempotencyKey:
-            return self.idempotencyKey
-        what = f"{self.invoiceNumber}|{self.reason}|{self.lines}|{self.amount}"
-        return "cn-" + hashlib.sha256(what.encode()).hexdigest()[:24]
 
 
 class CreditNote(Totals):
@@ -65,11 +42,16 @@ class CreditNote(Totals):
     reverseCharge: bool = False
 
     def as_invoice(self, invoice: Invoice) -> Invoice:
-        """The credit note in the invoice's shape, for the PDF and the e-invoice (type 381)."""
+        """The credit note in the invoice's shape: what documents and delivery handle, the PDF
+        and the e-invoice (type 381, BG-3 the invoice). Nothing is due on it: the due date is
+        its issue date (EN 16931 BR-CO-25 wants one for a positive amount)."""
         return invoice.model_copy(update={
             "invoiceNumber": self.creditNumber, "series": self.series, "lineItems": self.lineItems,
             "subtotal": self.subtotal, "taxes": self.taxes, "taxTotal": self.taxTotal, "total": self.total,
-            "issueDate": self.issueDate, "issuedAt": self.issuedAt, "notes": [self.reason]})
+            "issueDate": self.issueDate, "dueDate": self.issueDate, "paymentTermsDays": 0,
+            "issuedAt": self.issuedAt, "notes": [self.reason],
+            "documentType": CREDIT_NOTE, "erpInvoiceId": None,
+            "precedingInvoice": PrecedingInvoice(invoiceNumber=self.invoiceNumber, issueDate=self.invoiceIssueDate)})
 
 
 def _tax_for(invoice: Invoice, category: str) -> list[TaxAmount]:

@@ -117,6 +117,9 @@ def _category(invoice: Invoice, tax) -> str:
 def from_invoice(invoice: Invoice, seller: Party, buyer: Party, type_code: str = INVOICE,
                  preceding: tuple[str, date] | None = None, payment_terms: str | None = None) -> EInvoice:
     """The EN 16931 view of an issued invoice (or credit note: type 381, `preceding` set)."""
+    if invoice.is_credit_note and invoice.precedingInvoice is not None and preceding is None:
+        type_code = CREDIT_NOTE
+        preceding = (invoice.precedingInvoice.invoiceNumber, invoice.precedingInvoice.issueDate)
     cur = invoice.currency
     if minor_unit(cur) > 2 and any(round_money(x, cur) != round_money(x, cur).quantize(Decimal("0.01"))
                                    for x in (invoice.subtotal, invoice.taxTotal, invoice.total)):

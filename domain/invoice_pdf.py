@@ -66,7 +66,7 @@ def document_data(invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer
               *([t("{tax} {rate} on {base}", tax=tx.name, rate=loc.percent(tx.rate), base=money(tx.base))
                  + (f" {REDUCED_MARK}" if tx.category == "reduced" else ""), money(tx.amount)]
                 for tx in invoice.taxes),
-              [t("Total due"), money(invoice.total)]]
+              [t("Total credited" if invoice.is_credit_note else "Total due"), money(invoice.total)]]
     paragraphs = []
     if invoice.reverseCharge:
         paragraphs += [t("Reverse charge"), t(REVERSE_CHARGE_NOTE)]
@@ -76,24 +76,40 @@ def document_data(invoice: Invoice, seller: Seller, buyer: Buyer, loc: Localizer
         paragraphs.append(t("Tax per rate") + ": " + "; ".join(
             t("{rate} taxable {base}, tax {tax}", rate=loc.percent(tx.rate) + (REDUCED_MARK if tx.category else ""),
               base=money(tx.base), tax=money(tx.amount)) for tx in invoice.taxes))
-    paragraphs += [payment_terms(invoice, loc),
-                   *([seller.payment_instructions] if seller.payment_instructions else []),
-                   *(t(n) for n in invoice.notes if n != REVERSE_CHARGE_NOTE)]
+    if invoice.precedingInvoice is not None:  # a credit note: what it corrects and why, nothing to pay
+        before = invoice.precedingInvoice
+        paragraphs += [t("This credit note corrects invoice {number} of {date}. {amount} is credited to your account.",
+                         number=before.invoiceNumber, date=loc.date(before.issueDate, "long"),
+                         amount=money(invoice.total)),
+                       *(f"{t('Reason')}: {n}" for n in invoice.notes)]
+    else:
+        paragraphs += [payment_terms(invoice, loc),
+                       *([seller.payment_instructions] if seller.payment_instructions else []),
+                       *(t(n) for n in invoice.notes if n != REVERSE_CHARGE_NOTE)]
     buyer_country = (jurisdictions.eu_vat_country(invoice.buyerTaxId) if invoice.buyerTaxId else None) or buyer.country
     buyer_lines = [x for x in (buyer.name or buyer.reference, *buyer.address) if x]
     if invoice.buyerTaxId:
         buyer_lines.append(f"{label(buyer_country)}: {invoice.buyerTaxId}")
-    title = t("Invoice {number}", number=invoice.invoiceNumber)
+    credit = invoice.precedingInvoice is not None
+    title = t("Credit note {number}" if credit else "Invoice {number}", number=invoice.invoiceNumber)
+    meta = [[t("Credit note number" if credit else "Invoice number"), invoice.invoiceNumber],
+            [t("Issue date"), loc.date(invoice.issueDate)]]
+    if credit:
+        meta.append([t("Corrected invoice"), f"{invoice.precedingInvoice.invoiceNumber} "
+                                             f"({loc.date(invoice.precedingInvoice.issueDate)})"])
+    meta.append([t("Date of supply"), loc.date(invoice.serviceDate)])
+    if not credit:
+        meta.append([t("Due date"), loc.date(invoice.dueDate)])
+    meta += [[t("Customer number"), invoice.customerReference], [t("Reference"), invoice.interactionId],
+             [t("Time zone"), invoice.timezone]]
     return {
         "title": title, "lang": loc.language, "region": loc.locale.territory, "dir": "rtl" if loc.rtl else "ltr",
-        "labels": {"heading": t("INVOICE"), "billTo": t("Bill to"), "pageOf": t("Page {page} of {total}"),
+        "labels": {"heading": t("CREDIT NOTE" if credit else "INVOICE"), "billTo": t("Bill to"),
+                   "pageOf": t("Page {page} of {total}"),
                    "columns": [t("Description"), t("Qty"), t("Unit"), t("Unit price"), t("Amount")]},
         "seller": {"name": seller.name, "lines": [x for x in seller_lines if x],
                    "logo": str(seller.logo) if seller.logo else None},
-        "meta": [[t("Invoice number"), invoice.invoiceNumber], [t("Issue date"), loc.date(invoice.issueDate)],
-                 [t("Date of supply"), loc.date(invoice.serviceDate)], [t("Due date"), loc.date(invoice.dueDate)],
-                 [t("Customer number"), invoice.customerReference], [t("Reference"), invoice.interactionId],
-                 [t("Time zone"), invoice.timezone]],
+        "meta": meta,
         "buyer": buyer_lines,
         "lines": [[li.description + (f" {REDUCED_MARK}" if li.taxCategory == "reduced" else ""),
                    loc.number(li.quantity), t(li.unit), loc.unit_price(li.unitPrice, cur), money(li.amount)]

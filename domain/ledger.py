@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +49,16 @@ class SendRecord(BaseModel):
         return "bounceStatus" in self.model_fields_set
 
 
+class CreditRecord(BaseModel):
+    """A credit note issued on this entry's invoice: the request's key, so a repeat is the same note."""
+
+    idempotencyKey: str
+    creditNumber: str
+    total: Decimal  # tax included
+    issuedAt: AwareDatetime
+    source: str | None = None  # the request message that issued it (read again: republished)
+
+
 class LedgerEntry(BaseModel):
     state: State
     firstSeen: AwareDatetime
@@ -82,6 +93,13 @@ class LedgerEntry(BaseModel):
     # the "Processing Received" acknowledgement, under the same rule
     ackIntent: SendRecord | None = None
     ack: SendRecord | None = None
+    # the credit notes on this invoice (each has its own entry, `<interactionId>~<creditNumber>`)
+    credits: list[CreditRecord] = []
+
+    @property
+    def credited(self) -> Decimal:
+        """Everything credited on the invoice so far, tax included."""
+        return sum((c.total for c in self.credits), Decimal(0))
 
     def touched(self, now: datetime, **changes: Any) -> "LedgerEntry":
         """A copy with `changes` (models or their JSON form), validated: fields stay typed."""

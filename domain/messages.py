@@ -37,6 +37,27 @@ class MessageData:
     name: str | None  # the customer's name (bodies only, never the subject)
     einvoiceUrl: str | None = None  # the UBL file's signed link, for customers who get one
     facturx: bool = False  # the PDF is a Factur-X e-invoice
+    correcting: str | None = None  # a credit note: the number of the invoice it corrects
+
+
+# the sentences that differ between an invoice and a credit note (message ids of domain/texts.py)
+INVOICE_TEXTS = {
+    "subject": "Your invoice {invoiceNumber}", "ready": "Your invoice {invoiceNumber} from {seller} is ready.",
+    "amount": "Amount due", "download": "Download your invoice (PDF)", "title": "Invoice {number}",
+    "questions": "Questions about this invoice? Contact {contact}.",
+    "sms": "{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}",
+}
+CREDIT_TEXTS = {
+    "subject": "Your credit note {invoiceNumber}",
+    "ready": "Your credit note {invoiceNumber} from {seller} is ready. It corrects invoice {correcting}.",
+    "amount": "Amount credited", "download": "Download your credit note (PDF)", "title": "Credit note {number}",
+    "questions": "Questions about this credit note? Contact {contact}.",
+    "sms": "{seller}: your credit note {invoiceNumber} for {amount} is ready: {url}",
+}
+
+
+def texts_for(data: MessageData) -> dict[str, str]:
+    return CREDIT_TEXTS if data.correcting else INVOICE_TEXTS
 
 
 @dataclass(frozen=True)
@@ -80,13 +101,13 @@ def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:
 
 
 def subject(loc: Localizer, invoice_number: str, seller: str, redact: Redactor, template: str | None = None,
-            limit: int = SUBJECT_MAX) -> str:
-    """The invoice email's subject: the operator's one template, else the catalog's message."""
+            limit: int = SUBJECT_MAX, message: str = INVOICE_TEXTS["subject"]) -> str:
+    """The email's subject: the operator's one template (invoices), else the catalog's message."""
     number, name = clean_subject(invoice_number, 40), clean_subject(seller, 40)
     if template is not None:
         text = Template(template).safe_substitute({"invoiceNumber": number, "seller": name})
     else:
-        text = loc.t("Your invoice {invoiceNumber}", invoiceNumber=number)
+        text = loc.t(message, invoiceNumber=number)
     return clean_subject(redact(text), limit) or number
 
 
@@ -95,41 +116,47 @@ def _greeting(loc: Localizer, name: str | None) -> str:
 
 
 def invoice_email(data: MessageData, loc: Localizer, redact: Redactor, subject_template: str | None = None) -> Email:
-    t = loc.t
+    """The invoice's email, or a credit note's (`data.correcting` set: its own subject and
+    sentences, no due date; CALLBILL_MAIL_SUBJECT is for invoices only)."""
+    t, say = loc.t, texts_for(data)
+    credit = data.correcting is not None
+    amounts = f"{t(say['amount'])}: {data.amount}" + ("" if credit else f"\n{t('Due date')}: {data.dueDate}")
     text = "\n\n".join([
         _greeting(loc, data.name),
-        t("Your invoice {invoiceNumber} from {seller} is ready.", invoiceNumber=data.invoiceNumber, seller=data.seller),
-        f"{t('Amount due')}: {data.amount}\n{t('Due date')}: {data.dueDate}",
+        t(say["ready"], invoiceNumber=data.invoiceNumber, seller=data.seller, correcting=data.correcting or ""),
+        amounts,
         f"{t('Download it here (the link is valid until {expires}):', expires=data.expires)}\n{data.url}",
         f"{t('If the link has expired, this one always gives you a fresh link:')}\n{data.renewUrl}",
         *([f"{t('The e-invoice (XML, EN 16931) for your accounting system:')}\n{data.einvoiceUrl}"]
           if data.einvoiceUrl else []),
         *([t(FACTURX_NOTE)] if data.facturx else []),
-        t("Questions about this invoice? Contact {contact}.", contact=data.contact),
+        t(say["questions"], contact=data.contact),
     ]) + "\n"
     e = {k: html.escape(v, quote=True) if isinstance(v, str) else v for k, v in asdict(data).items()}
     h = lambda s: html.escape(s, quote=True)  # noqa: E731 - a translation is text, never markup
     direction = "rtl" if loc.rtl else "ltr"
     # the number in bold: placeholders survive escaping, so the markup goes in after it
-    ready = h(t("Your invoice {invoiceNumber} from {seller} is ready.")).format(
-        invoiceNumber=f"<strong>{e['invoiceNumber']}</strong>", seller=e["seller"])
+    ready = h(t(say["ready"])).format(
+        invoiceNumber=f"<strong>{e['invoiceNumber']}</strong>", seller=e["seller"], correcting=e["correcting"] or "")
+    due = "" if credit else (f'\n<tr><td style="padding: 2px 12px;">{h(t("Due date"))}</td>'
+                             f"<td><bdi>{e['dueDate']}</bdi></td></tr>")
     einvoice = (f'\n<p><a href="{e["einvoiceUrl"]}">{h(t("Download the e-invoice (XML)"))}</a></p>'
                 if data.einvoiceUrl else "") + (f"\n<p>{h(t(FACTURX_NOTE))}</p>" if data.facturx else "")
     page = f"""<!DOCTYPE html>
-<html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{h(t("Invoice {number}", number=data.invoiceNumber))}</title></head>
+<html lang="{loc.tag}" dir="{direction}"><head><meta charset="utf-8"><title>{h(t(say["title"], number=data.invoiceNumber))}</title></head>
 <body style="font-family: Arial, sans-serif; color: #222;">
 <p>{h(_greeting(loc, data.name))}</p>
 <p>{ready}</p>
 <table style="border-collapse: collapse;">
-<tr><td style="padding: 2px 12px;">{h(t("Amount due"))}</td><td><strong><bdi>{e['amount']}</bdi></strong></td></tr>
-<tr><td style="padding: 2px 12px;">{h(t("Due date"))}</td><td><bdi>{e['dueDate']}</bdi></td></tr>
+<tr><td style="padding: 2px 12px;">{h(t(say["amount"]))}</td><td><strong><bdi>{e['amount']}</bdi></strong></td></tr>{due}
 </table>
-<p><a href="{e['url']}">{h(t("Download your invoice (PDF)"))}</a><br>
+<p><a href="{e['url']}">{h(t(say["download"]))}</a><br>
 <small>{h(t("The link is valid until {expires}.", expires=data.expires))} <a href="{e['renewUrl']}">{h(t("Get a fresh link"))}</a></small></p>{einvoice}
-<p>{h(t("Questions about this invoice? Contact {contact}.", contact=data.contact))}</p>
+<p>{h(t(say["questions"], contact=data.contact))}</p>
 </body></html>
 """
-    return Email(subject=subject(loc, data.invoiceNumber, data.seller, redact, subject_template),
+    return Email(subject=subject(loc, data.invoiceNumber, data.seller, redact, None if credit else subject_template,
+                                 message=say["subject"]),
                  text=redact(text), html=redact(page))
 
 
@@ -156,8 +183,7 @@ def fit_sms(text: str, limit: int = SMS_MAX) -> str:
 
 def invoice_sms(data: MessageData, loc: Localizer, redact: Redactor) -> str:
     """The renew link, not the signed one: it is short, and never expires for the customer."""
-    return fit_sms(redact(loc.t("{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}",
-                                seller=data.seller, invoiceNumber=data.invoiceNumber, amount=data.amount,
+    return fit_sms(redact(loc.t(texts_for(data)["sms"], seller=data.seller, invoiceNumber=data.invoiceNumber, amount=data.amount,
                                 url=data.renewUrl)))
 
 
@@ -168,5 +194,9 @@ def ack_sms(seller: str, loc: Localizer, redact: Redactor) -> str:
 
 def postal_cover(data: MessageData, loc: Localizer, redact: Redactor) -> str:
     """The print vendor's cover text for the letter (no link: the paper is the invoice)."""
+    if data.correcting:
+        return redact(loc.t("Please find enclosed credit note {invoiceNumber} from {seller}, correcting invoice "
+                            "{correcting}. Amount credited: {amount}.", invoiceNumber=data.invoiceNumber,
+                            seller=data.seller, correcting=data.correcting, amount=data.amount))
     return redact(loc.t("Please find enclosed invoice {invoiceNumber} from {seller}. Amount due: {amount}, by {date}.",
                         invoiceNumber=data.invoiceNumber, seller=data.seller, amount=data.amount, date=data.dueDate))

@@ -9,6 +9,12 @@ redelivered interaction keeps its number and the counter catches up), or neither
 (the interaction is numbered again with the same number). Numbers are assigned only when
 the invoice is issued, after every check passed, so retries, duplicates and review cases
 never consume one. EU invoicing rules allow "one or more series".
+
+Each number is also claimed (`#number:<number>` -> the interaction), written before the
+entry. Numbering skips a number claimed by another interaction, so even a counter that
+comes back behind its entries (seen twice after a `kill -9` under load, docs/architecture.md)
+never gives one number to two invoices; and the claims let an operator's credit request
+find an invoice's interaction from its number.
 """
 from __future__ import annotations
 
@@ -31,3 +37,8 @@ def seq_of(number: str, series_: str) -> int | None:
 def counter_key(series_: str) -> str:
     """The ledger-table key of a series' counter ('#' cannot start a Genesys id)."""
     return f"#series:{series_}"
+
+
+def claim_key(number: str) -> str:
+    """The ledger-table key that says which interaction a number was given to."""
+    return f"#number:{number}"

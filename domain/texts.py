@@ -52,6 +52,15 @@ MESSAGES: dict[str, str] = {
     "Minimum charge adjustment": "An invoice line that brings the amount up to the rate's minimum.",
     "{description} (minutes {first}–{last})": "A tiered price's line: the minutes billed at this tier.",
     "{description} (seconds {first}–{last})": "A tiered price's line: the seconds billed at this tier.",
+    # --- the credit note PDF ---------------------------------------------------------
+    "CREDIT NOTE": "A credit note's heading (it corrects an invoice), top right, in capitals where the script has them.",
+    "Credit note {number}": "The credit note PDF's title and footer; {number} is like CN03-000012.",
+    "Credit note number": "Label in the credit note's details.",
+    "Corrected invoice": "Label: the number and date of the invoice this credit note corrects.",
+    "Total credited": "The amount credited to the customer, tax included.",
+    "This credit note corrects invoice {number} of {date}. {amount} is credited to your account.":
+        "Paragraph under a credit note's totals; {date} is the invoice's issue date.",
+    "Reason": "Label before the reason the seller gives for the credit note (their own words follow).",
     # --- email -----------------------------------------------------------------------
     "Your invoice {invoiceNumber}": "Email subject. Generic on purpose: no name, at most 78 characters.",
     "Hello {name},": "Email greeting with the customer's name; formal address where the language has it.",
@@ -68,8 +77,15 @@ MESSAGES: dict[str, str] = {
     "Download the e-invoice (XML)": "HTML email: the link's text for the structured e-invoice file.",
     "The PDF is also an e-invoice (Factur-X, EN 16931): your accounting system can read its embedded XML.":
         "Email, for customers whose PDF carries the structured invoice inside (Factur-X / ZUGFeRD).",
+    "Your credit note {invoiceNumber}": "Credit note email subject. Generic on purpose: no name, at most 78 characters.",
+    "Your credit note {invoiceNumber} from {seller} is ready. It corrects invoice {correcting}.":
+        "First line of the credit note email; {correcting} is the corrected invoice's number.",
+    "Amount credited": "Label in the credit note email.",
+    "Download your credit note (PDF)": "HTML email: the link's text.",
+    "Questions about this credit note? Contact {contact}.": "Last line; {contact} is an email address or phone number.",
     # --- SMS -------------------------------------------------------------------------
     "{seller}: your invoice {invoiceNumber} for {amount} is ready: {url}": "The invoice SMS; keep it short.",
+    "{seller}: your credit note {invoiceNumber} for {amount} is ready: {url}": "The credit note SMS; keep it short.",
     # --- acknowledgement ("Processing Received") -------------------------------------
     "We are preparing your invoice": "Subject of the acknowledgement email (sent when an invoice is late).",
     "Thank you for contacting {seller}. We have received your request and are preparing your invoice; it will follow in a separate message shortly.":
@@ -78,6 +94,8 @@ MESSAGES: dict[str, str] = {
     # --- postal ----------------------------------------------------------------------
     "Please find enclosed invoice {invoiceNumber} from {seller}. Amount due: {amount}, by {date}.":
         "Cover text the print vendor puts on the letter with a postal invoice.",
+    "Please find enclosed credit note {invoiceNumber} from {seller}, correcting invoice {correcting}. Amount credited: {amount}.":
+        "Cover text the print vendor puts on the letter with a postal credit note.",
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")

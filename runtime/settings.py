@@ -128,6 +128,7 @@ class Settings(BaseSettings):
     rate_card: Path = Field(Path("samples/rate-card.yaml"), description="Rate card (YAML or JSON): prices per wrap-up code/service type and currency, taxes per jurisdiction, payment terms. Checked at start-up.")
     default_timezone: str | None = Field(None, description="IANA timezone for customers whose record has none; unset: such invoices go to review (NO_TIMEZONE).")
     invoice_prefix: str = Field("INV", pattern=r"^[A-Z][A-Z0-9]{0,7}$", description="Series prefix of invoice numbers callbill issues (no ERP): INV03-000123 is number 123 of partition 3's series.")
+    credit_prefix: str = Field("CN", pattern=r"^[A-Z][A-Z0-9]{0,7}$", description="Series prefix of credit note numbers callbill issues (no ERP): CN03-000012 is credit note 12 of partition 3's series.")
     erp_url: str | None = Field(None, description="ERP base URL; unset: the built-in rate card issues invoices.")
     erp_token: SecretStr | None = Field(None, description="Bearer token for the ERP API.")
     erp_timeout: float = Field(5.0, gt=0, description="Seconds one ERP request may take (a timeout is retried).")
@@ -296,6 +297,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe(self) -> "Settings":
         problems = []
+        if self.credit_prefix == self.invoice_prefix:
+            problems.append("CALLBILL_CREDIT_PREFIX must differ from CALLBILL_INVOICE_PREFIX (each has its own series)")
         if self.seller_tax_id:
             from domain.jurisdictions import TaxIdError, check_seller_tax_id
 

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from runtime.settings import get_settings
+from schemas.credits import CreditOutcome, CreditRequest
 from schemas.customers import Customer
 from schemas.deliveries import AckDue, Bounce, Delivery, PostalJob, Suppression
 from schemas.documents import DocumentStored
@@ -45,7 +46,11 @@ SPECS: tuple[TopicSpec, ...] = (
               30 * DAY, inbound=True),
     TopicSpec("callbill.billable", "unique billable interactions with a known customer", InteractionCompleted,
               30 * DAY),
-    TopicSpec("callbill.invoices", "issued invoices", Invoice, 90 * DAY),
+    TopicSpec("callbill.invoices", "issued invoices and credit notes", Invoice, 90 * DAY),
+    TopicSpec("callbill.credit-requests", "operators' credit note requests (key: the invoice's interactionId)",
+              CreditRequest, 365 * DAY),
+    TopicSpec("callbill.credit-notes", "what became of each credit request: issued, refused, waiting, in review",
+              CreditOutcome, 365 * DAY),
     TopicSpec("callbill.documents", "stored invoice PDFs and their links", DocumentStored, 90 * DAY),
     TopicSpec("callbill.deliveries", "delivery outcomes", Delivery, 90 * DAY),
     TopicSpec("callbill.review", "items that need a person, with the reason", ReviewItem, 90 * DAY),

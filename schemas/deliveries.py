@@ -15,7 +15,7 @@ Channel = Literal["EMAIL", "SMS", "POSTAL"]
 class Delivery(BaseModel):
     interactionId: str
     invoiceNumber: str | None = None  # None for an acknowledgement
-    kind: Literal["invoice", "ack"] = "invoice"
+    kind: Literal["invoice", "ack", "creditNote"] = "invoice"
     channel: Channel
     transport: Literal["smtp", "genesys", "postal"]
     providerId: str  # SMTP queue id, Genesys conversation id, or the postal job's topic/partition/offset

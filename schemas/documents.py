@@ -1,4 +1,4 @@
-"""A stored invoice document on callbill.documents (key: interactionId)."""
+"""A stored invoice (or credit note) document on callbill.documents (key: interactionId)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.events import utcnow
+from schemas.invoices import record_id
 
 
 class EInvoiceStored(BaseModel):
@@ -33,4 +34,9 @@ class DocumentStored(BaseModel):
     renewUrl: str  # long-lived: redirects to a fresh signed link
     einvoice: EInvoiceStored | None = Field(None, exclude_if=lambda v: v is None)  # UBL beside the PDF
     facturx: bool = Field(False, exclude_if=lambda v: not v)  # the PDF itself is Factur-X (CII inside, PDF/A-3)
+    documentType: Literal["invoice", "creditNote"] = Field("invoice", exclude_if=lambda v: v == "invoice")
     time: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def record_id(self) -> str:
+        return record_id(self.interactionId, self.invoiceNumber, self.documentType)

@@ -100,8 +100,31 @@ class ErpInvoiceResponse(BaseModel):
         return self
 
 
+CREDIT_NOTE = "creditNote"
+
+
+def record_id(interaction_id: str, number: str, document_type: str = "invoice") -> str:
+    """The ledger and review key of a document: an invoice is its interaction's record; a
+    credit note is `<interactionId>~<creditNumber>` (a '~' never occurs in an interaction id),
+    kept on its invoice's partition because every message about it is keyed by the
+    interactionId (agents/context.py: kafka_key)."""
+    return interaction_id if document_type != CREDIT_NOTE else f"{interaction_id}~{number}"
+
+
+def kafka_key(record: str) -> str:
+    """The Kafka key of a record id: its interaction id."""
+    return record.split("~", 1)[0]
+
+
+class PrecedingInvoice(BaseModel):
+    """A credit note's invoice (EN 16931 BG-3)."""
+
+    invoiceNumber: str
+    issueDate: date
+
+
 class Invoice(Totals):
-    """An issued invoice on callbill.invoices (key: interactionId)."""
+    """An issued invoice, or a credit note in the same shape, on callbill.invoices (key: interactionId)."""
 
     interactionId: str
     invoiceNumber: str
@@ -124,6 +147,17 @@ class Invoice(Totals):
     locale: str = Field("en", exclude_if=lambda v: v == "en")  # BCP 47: the formats' locale (domain/i18n.py)
     buyerTaxId: str | None = Field(None, exclude_if=lambda v: v is None)  # printed (EU: the buyer's VAT number)
     reverseCharge: bool = Field(False, exclude_if=lambda v: not v)  # art. 196: the buyer accounts for the VAT
+    # a credit note (issue 19): its own number and series, the invoice it corrects, the reason in `notes`
+    documentType: Literal["invoice", "creditNote"] = Field("invoice", exclude_if=lambda v: v == "invoice")
+    precedingInvoice: PrecedingInvoice | None = Field(None, exclude_if=lambda v: v is None)
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.documentType == CREDIT_NOTE
+
+    @property
+    def record_id(self) -> str:
+        return record_id(self.interactionId, self.invoiceNumber, self.documentType)
 
 
 _DEC = re.compile(r'"\\u0000dec:(-?[0-9]+(?:\.[0-9]+)?)"')

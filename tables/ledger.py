@@ -17,7 +17,7 @@ from schemas.events import utcnow
 NAME = "ledger"
 # fields added after the recorded 0.1.0 ledger (tests/stages/test_ledger_compat.py): written
 # only once set, so an entry that never needed them keeps the shape an older worker wrote
-WRITTEN_WHEN_SET = ("bounceEvents", "bounceSource")
+WRITTEN_WHEN_SET = ("bounceEvents", "bounceSource", "credits")
 
 
 def define(app: Any, partitions: int) -> Any:

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,8 +21,9 @@ from aiokafka.partitioner import murmur2
 from runtime.kafka import client_kwargs
 from runtime.settings import get_settings
 from runtime.topics import topic_name
+from schemas.invoices import kafka_key
 
-STORY = ("callbill.audit", "callbill.review", "callbill.deliveries", "callbill.review-actions")
+STORY = ("callbill.audit", "callbill.review", "callbill.deliveries", "callbill.review-actions", "callbill.credit-notes")
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -29,15 +31,17 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-async def _records(topic: str, key: str, since: datetime | None, bootstrap: str) -> list[Any]:
-    """(timestamp, value) of `key`'s records in its partition of `topic`, oldest first."""
+async def _records(topic: str, key: str, since: datetime | None, bootstrap: str, home: str | None = None) -> list[Any]:
+    """(timestamp, value) of `key`'s records in the partition of `home` (default: `key`) of `topic`,
+    oldest first. A credit note's table records (`<interactionId>~<number>`) sit on its invoice's
+    partition: `home` is the interaction id."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs())
     await consumer.start()
     try:
         parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
         if not parts:
             return []
-        tp = TopicPartition(topic, partition_for(key, len(parts)))
+        tp = TopicPartition(topic, partition_for(home or key, len(parts)))
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         begin = (await consumer.beginning_offsets([tp]))[tp]
@@ -67,15 +71,26 @@ async def _records(topic: str, key: str, since: datetime | None, bootstrap: str)
 async def trace(interaction_id: str, bootstrap: str | None = None) -> dict[str, Any]:
     s = get_settings()
     bootstrap = bootstrap or s.kafka_bootstrap
-    changelog = await _records(f"{s.app_id}-ledger-changelog", interaction_id, None, bootstrap)
+    changelog = await _records(f"{s.app_id}-ledger-changelog", interaction_id, None, bootstrap,
+                               home=kafka_key(interaction_id))
     ledger = _unwrap(changelog[-1][1]) if changelog else None
     first = ledger.get("firstSeen") if isinstance(ledger, dict) else None
     since = datetime.fromisoformat(first) - timedelta(days=1) if first else None
     story: dict[str, list[Any]] = {}
+    home = kafka_key(interaction_id)  # a credit note's record id: its messages are keyed by the interaction
     for base in STORY:
-        story[base] = [v for _, v in await _records(topic_name(base), interaction_id, since, bootstrap)]
+        values = [v for _, v in await _records(topic_name(base), home, since, bootstrap)]
+        story[base] = [v for v in values if home == interaction_id or (isinstance(v, dict)
+                                                                       and v.get("interactionId") == interaction_id)]
     queue = await _records(topic_name("callbill.reviews"), interaction_id, None, bootstrap)
-    return {"interactionId": interaction_id, "ledger": ledger,
+    notes = []
+    for c in (ledger or {}).get("credits", []) if isinstance(ledger, dict) else []:
+        rid = f"{interaction_id}~{c['creditNumber']}"
+        history = await _records(f"{s.app_id}-ledger-changelog", rid, None, bootstrap, home=interaction_id)
+        note = _unwrap(history[-1][1]) if history else None
+        notes.append({**c, "ledger": _state(note) if note else None,
+                      "delivery": (note or {}).get("delivery") if isinstance(note, dict) else None})
+    return {"interactionId": interaction_id, "ledger": ledger, "creditNotes": notes,
             "ledgerHistory": [_state(v) for _, v in changelog],
             "queue": queue[-1][1] if queue else None, **{k.split(".", 1)[1]: v for k, v in story.items()}}
 
@@ -104,6 +119,17 @@ def render(t: dict[str, Any]) -> str:
                      + (f", invoice {led['invoiceNumber']}" if led.get("invoiceNumber") else "")
                      + (f", document {led['documentKey']}" if led.get("documentKey") else "")
                      + f", first seen {led.get('firstSeen')}, duplicates {led.get('duplicates', 0)}")
+        if led.get("credits"):
+            total = sum(Decimal(str(c["total"])) for c in led["credits"])
+            cur = (led.get("invoice") or {}).get("currency", "")
+            of = (led.get("invoice") or {}).get("total")
+            lines.append(f"  credited: {total} {cur} of {of} {cur} in {len(led['credits'])} credit note(s)")
+    for n in t.get("creditNotes", []):
+        st = n.get("ledger") or {}
+        lines.append(f"  credit note {n['creditNumber']}: {n['total']}, {st.get('state', 'no entry')}"
+                     + (f" ({st['reason']})" if st.get("reason") else "")
+                     + (f", document {st['documentKey']}" if st.get("documentKey") else "")
+                     + f", key {n['idempotencyKey']}, issued {str(n.get('issuedAt'))[:19]}")
     events: list[tuple[str, str]] = []
     for a in t.get("audit", []):
         who = f" by {a['actor']}" if a.get("actor") and a["actor"] != "callbill" else ""
@@ -113,6 +139,9 @@ def render(t: dict[str, Any]) -> str:
     for d in t.get("deliveries", []):
         events.append((d["time"], f"{'delivered':10} {d.get('kind', 'invoice')} by {d['channel']} via {d['transport']}"
                                   f" (provider id {d['providerId']})"))
+    for c in t.get("credit-notes", []):
+        events.append((c["time"], f"{'credit':10} {c['status']} {c.get('creditNumber') or c.get('reason') or ''}"
+                                  f" (key {c['idempotencyKey']})"))
     for a in t.get("review-actions", []):
         events.append((a["time"], f"{'operator':10} {a['action']} by {a['actor']}"))
     for when, text in sorted(events):

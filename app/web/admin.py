@@ -27,6 +27,7 @@ from adapters.operators import Principal
 from agents.context import Context
 from app.web.auth import COOKIE, SECURITY, Gate
 from schemas.events import ReviewAction, ReviewRecord, utcnow
+from schemas.invoices import kafka_key
 
 
 def unauthorized(view: View) -> Response:
@@ -54,7 +55,8 @@ def interaction_summary(r: ReviewRecord) -> dict[str, Any] | None:
 
 
 async def publish_action(ctx: Context, action: ReviewAction) -> None:
-    await ctx.send_raw("callbill.review-actions", action.interactionId.encode(), action.model_dump_json().encode())
+    await ctx.send_raw("callbill.review-actions", kafka_key(action.interactionId).encode(),
+                       action.model_dump_json().encode())
 
 
 def _filters(request: Request) -> dict[str, Any]:
@@ -264,6 +266,7 @@ def register(app: Any, ctx: Context, gate: Gate) -> None:
                 + "".join(f"<option{' selected' if f['status'] == s else ''}>{s}</option>"
                           for s in ("OPEN", "RESUBMITTED", "DISMISSED"))
                 + "</select> <button>Filter</button></form>"
+                + ("<p><a href='/credits' id='credit-link'>Issue a credit note</a></p>" if who.can_act else "")
                 + f"<p id='count'>{len(items)} item(s)</p><table id='queue'><tr><th>interaction</th><th>stage</th>"
                 + "<th>reason</th><th>age</th><th>times</th><th>status</th><th>detail</th></tr>" + rows + "</table>")
             return _html(self, page("Review queue", body, who))

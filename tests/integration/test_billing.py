@@ -5,6 +5,7 @@ import asyncio
 import json
 import signal
 import time
+import warnings
 from collections import Counter, defaultdict
 from decimal import Decimal
 
@@ -126,10 +127,13 @@ def test_numbers_are_gap_free_per_series_across_kill_9(make_worker, kafka_bootst
     for inv in got:
         by_iid[inv["interactionId"]].add(inv["invoiceNumber"])
         by_number[inv["invoiceNumber"]].add(inv["interactionId"])
+    log = rebalances(w)
+    if "behind its numbers" in log:  # the guard held (no reuse), but say so: the cause is still open
+        warnings.warn("a series counter came back behind its numbers after the kill:\n" + log, stacklevel=1)
     assert len(by_iid) == n
-    assert all(len(v) == 1 for v in by_iid.values()), "an interaction got two numbers"
+    assert all(len(v) == 1 for v in by_iid.values()), "an interaction got two numbers\n" + log
     twice = {number: sorted(iids) for number, iids in by_number.items() if len(iids) > 1}
-    assert not twice, f"numbers used twice: {dict(list(twice.items())[:5])}"
+    assert not twice, f"numbers used twice: {dict(list(twice.items())[:5])}\n{log}"
     series: dict[str, list[int]] = defaultdict(list)
     for number in by_number:
         s, _, seq = number.rpartition("-")
@@ -137,6 +141,14 @@ def test_numbers_are_gap_free_per_series_across_kill_9(make_worker, kafka_bootst
     assert len(series) == 3
     for s, seqs in series.items():
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"series {s} has a gap"
+
+
+def rebalances(w) -> str:
+    """The worker log's group joins, revocations, restores and numbering guards: what to read
+    when numbering goes wrong after a kill (docs/architecture.md)."""
+    marks = ("Joined group", "Revoking", "Restoring state", "Reading Starts", "behind its numbers")
+    lines = [ln[:400] for ln in w.log_path.read_text(errors="replace").splitlines() if any(m in ln for m in marks)]
+    return "\n".join(lines[-60:])
 
 
 def metric(w, name: str, **labels) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents import acks, assemble, billing, bounces, delivery, documents, intake, retry, review
+from agents import acks, assemble, billing, bounces, credits, delivery, documents, intake, retry, review
 from agents.batching import Batch
 from agents.routing import event_context, guard_one
 from stage_context import Event, Sent, StageContext
@@ -45,6 +45,7 @@ class Pipeline:
             "genesys.events": guarded(assemble.STAGE, assemble.handle),
             "callbill.interactions": guarded(intake.STAGE, intake.handle),
             "callbill.billable": lambda e: billing.bill_one(c, e, Batch(1, billing.STAGE)),
+            "callbill.credit-requests": lambda e: credits.credit_one(c, e, Batch(1, credits.STAGE)),
             "callbill.invoices": lambda e: documents.document_one(c, e, Batch(1, documents.STAGE)),
             "callbill.documents": lambda e: delivery.deliver_one(c, e, Batch(1, delivery.STAGE)),
             "callbill.bounces": guarded(bounces.STAGE, bounces.handle),

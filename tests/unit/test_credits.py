@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.einvoice_xml import cii, ubl
-from domain.credits import CreditError, CreditRequest, credit
+from domain.credits import CreditError, credit
+from schemas.credits import CreditRequest
 from domain.einvoice import CREDIT_NOTE, from_invoice
 from en16931_check import fatal
 from test_domain_billing import customer
@@ -19,7 +20,8 @@ NOW = datetime(2026, 12, 3, 9, tzinfo=timezone.utc)
 
 
 def cn(invoice, before=D(0), n=1, **req):
-    request = CreditRequest(invoiceNumber=invoice.invoiceNumber, reason="Disputed call", **req)
+    request = CreditRequest(interactionId=invoice.interactionId, invoiceNumber=invoice.invoiceNumber,
+                            reason="Disputed call", **req)
     return credit(invoice, request, before, f"CN03-{n:06d}", "CN03", date(2026, 12, 3), NOW)
 
 
@@ -54,13 +56,17 @@ def test_partial_credits_by_line_and_by_amount_never_exceed_the_invoice():
 
 
 def test_the_same_request_gives_the_same_idempotency_key_and_a_given_key_wins():
-    a = CreditRequest(invoiceNumber="INV03-000001", reason="Disputed call", lines=[1])
-    b = CreditRequest(invoiceNumber="INV03-000001", reason="Disputed call", lines=[1])
+    a = CreditRequest(interactionId="i-1", invoiceNumber="INV03-000001", reason="Disputed call", lines=[1])
+    b = CreditRequest(interactionId="i-1", invoiceNumber="INV03-000001", reason="Disputed call", lines=[1],
+                      actor="someone else")
     assert a.key() == b.key() and a.key().startswith("cn-")
-    assert CreditRequest(invoiceNumber="INV03-000001", reason="Other", lines=[1]).key() != a.key()
-    assert CreditRequest(invoiceNumber="X", reason="r", idempotencyKey="erp-ticket-4711").key() == "erp-ticket-4711"
+    assert CreditRequest(interactionId="i-1", invoiceNumber="INV03-000001", reason="Other", lines=[1]).key() != a.key()
+    assert CreditRequest(interactionId="i-1", invoiceNumber="X", reason="r",
+                         idempotencyKey="erp-ticket-4711").key() == "erp-ticket-4711"
     with pytest.raises(ValidationError, match="lines or amount"):
-        CreditRequest(invoiceNumber="X", reason="r", lines=[1], amount=D("1"))
+        CreditRequest(interactionId="i-1", invoiceNumber="X", reason="r", lines=[1], amount=D("1"))
+    with pytest.raises(ValidationError, match="interactionId"):
+        CreditRequest(interactionId="i~1", invoiceNumber="X", reason="r")
 
 
 @pytest.mark.parametrize("fields, req", [
@@ -72,8 +78,10 @@ def test_credit_notes_are_valid_en16931_credit_notes_referring_to_their_invoice(
     cust = customer(**fields)
     inv = issued(cust)
     note = cn(inv, **req)
-    doc = from_invoice(note.as_invoice(inv), SELLER, buyer_of(cust, inv), type_code=CREDIT_NOTE,
-                       preceding=(inv.invoiceNumber, inv.issueDate))
+    as_invoice = note.as_invoice(inv)
+    assert as_invoice.is_credit_note and as_invoice.record_id == f"{inv.interactionId}~{note.creditNumber}"
+    doc = from_invoice(as_invoice, SELLER, buyer_of(cust, inv))  # type 381 and BG-3 from the note itself
+    assert doc.type_code == CREDIT_NOTE and doc.preceding == (inv.invoiceNumber, inv.issueDate)
     for xml in (ubl(doc), cii(doc)):
         assert fatal(xml) == [], [(f.rule, f.text) for f in fatal(xml)]
     assert b"<cbc:CreditNoteTypeCode>381</cbc:CreditNoteTypeCode>" in ubl(doc)
