@@ -11,11 +11,14 @@ and the SMTP server answers 421 for 20 s. Afterwards:
 - exactly one ERP invoice per interaction (the reference ERP counts creates per key);
 - zero duplicate emails (one message per Message-ID at the SMTP server);
 - the audit trail is complete: each delivered interaction has its intake, billing,
-  documents and delivery decisions.
+  documents and delivery decisions;
+- credit notes (CHAOS_CREDITS of the invoices, each request sent twice, during the faults):
+  exactly one ERP credit note per request key, each delivered once (its own Message-ID) or in
+  review like an invoice (DELIVERY_UNCONFIRMED when a kill lands mid-send).
 
 `tests/e2e/test_chaos.py` runs a shorter version (CHAOS_* below) in CI. Environment:
 CHAOS_EVENTS (5000), CHAOS_KILLS (3), CHAOS_ERP_OUTAGE (30), CHAOS_S3_DOWN (20),
-CHAOS_SMTP_BUSY (20), CHAOS_BROKER_RESTART (1), CHAOS_SEED (1). Results:
+CHAOS_SMTP_BUSY (20), CHAOS_BROKER_RESTART (1), CHAOS_CREDITS (100), CHAOS_SEED (1). Results:
 bench/results/chaos-<time>.json.
 """
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Plan:
     s3_down: float = 20.0
     smtp_busy: float = 20.0
     broker_restart: bool = True
+    credits: int = 100  # invoices credited (each request sent twice) while the faults happen
     seed: int = 1
     post_rate: float = 60.0  # interactions per second offered through the bridge
     settle_timeout: float = 900.0
@@ -62,7 +66,7 @@ class Plan:
         return cls(events=int(e("CHAOS_EVENTS", 5000)), kills=int(e("CHAOS_KILLS", 3)),
                    erp_outage=float(e("CHAOS_ERP_OUTAGE", 30)), s3_down=float(e("CHAOS_S3_DOWN", 20)),
                    smtp_busy=float(e("CHAOS_SMTP_BUSY", 20)), broker_restart=e("CHAOS_BROKER_RESTART", "1") == "1",
-                   seed=int(e("CHAOS_SEED", 1)))
+                   credits=int(e("CHAOS_CREDITS", 100)), seed=int(e("CHAOS_SEED", 1)))
 
 
 CUSTOMERS = [{"customerId": f"CH-{i}", "name": f"Chaos Person{i}", "email": f"chaos{i}@example.com",
@@ -122,6 +126,34 @@ async def post_all(url: str, n: int, rate: float) -> int:
     return n
 
 
+def credit_request(invoice: dict) -> dict:
+    return {"interactionId": invoice["interactionId"], "invoiceNumber": invoice["invoiceNumber"],
+            "reason": "Chaos goodwill", "amount": "1.00", "actor": "chaos"}
+
+
+async def credit_all(bootstrap: str, w: Worker, n: int, span: float) -> list[dict]:
+    """Credit the first `n` interactions once each is invoiced, each request sent twice (the
+    operator repeating the command), spread over the faults' span; returns the requests."""
+    from test_billing import produce
+
+    sent: list[dict] = []
+    deadline = time.monotonic() + span
+    want = {body(i)["interactionId"] for i in range(n)}
+    while want and time.monotonic() < deadline + 120:
+        invoices = await asyncio.to_thread(read_json, bootstrap, w.topic("callbill.invoices"), timeout=5)
+        fresh = [i for i in invoices if i["interactionId"] in want and i.get("documentType") != "creditNote"]
+        for inv in fresh:
+            want.discard(inv["interactionId"])
+        batch = [(r["interactionId"], r) for r in map(credit_request, fresh)]
+        if batch:
+            await asyncio.to_thread(produce, bootstrap, w.topic("callbill.credit-requests"), batch)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(produce, bootstrap, w.topic("callbill.credit-requests"), batch)  # again
+            sent += [r for _, r in batch]
+        await asyncio.sleep(3)
+    return sent
+
+
 async def faults(plan: Plan, kafka, s3, erp: ReferenceErp, sink: SmtpSink, sup: Supervisor, span: float) -> None:
     rnd = random.Random(plan.seed)
     # kills apart from each other (a supervisor needs a moment to bring the worker back)
@@ -166,6 +198,37 @@ async def faults(plan: Plan, kafka, s3, erp: ReferenceErp, sink: SmtpSink, sup: 
     await asyncio.gather(*(one(at, what) for at, what in sorted(events)))
 
 
+def check_credits(bootstrap: str, w: Worker, erp: ReferenceErp, requests: list[dict], timeout: float) -> dict:
+    """One ERP credit note per request key, answered ISSUED, and each delivered."""
+    from schemas.credits import CreditRequest
+
+    keys = {CreditRequest.model_validate(r).key() for r in requests}
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = [a for a in read_json(bootstrap, w.topic("callbill.credit-notes"), timeout=10)
+                   if a["status"] == "ISSUED"]
+        numbers: dict[str, set[str]] = defaultdict(set)
+        for a in answers:
+            numbers[a["idempotencyKey"]].add(a["creditNumber"])
+        delivered = {d["invoiceNumber"] for d in read_json(bootstrap, w.topic("callbill.deliveries"), timeout=10)
+                     if d.get("kind") == "creditNote"}
+        # a kill between a send's intent and its outcome: review DELIVERY_UNCONFIRMED, as for invoices
+        reviewed = {r["interactionId"].split("~", 1)[1]: r["reason"]
+                    for r in read_json(bootstrap, w.topic("callbill.review"), timeout=5) if "~" in r["interactionId"]}
+        issued = {n for ns in numbers.values() for n in ns}
+        if (keys <= set(numbers) and issued <= delivered | set(reviewed)) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    creates = erp.stats()["creates"]
+    return {"credit_requests": len(requests), "credit_requests_sent": 2 * len(requests), "credit_keys": len(keys),
+            "credit_keys_unanswered": sorted(keys - set(numbers))[:20],
+            "credit_keys_with_two_numbers": sorted(k for k, v in numbers.items() if len(v) > 1),
+            "credit_notes_created_twice": sorted(k for k in keys if creates.get(k, 0) > 1),
+            "credit_notes_delivered": len(issued & delivered),
+            "credit_notes_in_review": dict(Counter(reviewed[n] for n in issued - delivered if n in reviewed)),
+            "credit_notes_undelivered": sorted(issued - delivered - set(reviewed))[:20]}
+
+
 def check(bootstrap: str, w: Worker, erp: ReferenceErp, sink: SmtpSink, n: int, timeout: float) -> dict:
     want = {body(i)["interactionId"] for i in range(n)}
     deadline = time.monotonic() + timeout
@@ -193,8 +256,9 @@ def check(bootstrap: str, w: Worker, erp: ReferenceErp, sink: SmtpSink, n: int, 
     return {
         "interactions": n, "delivered": len(delivered & want), "in_review": len((reviewed - delivered) & want),
         "neither": sorted(want - settled)[:20], "neither_count": len(want - settled),
-        "review_reasons": dict(Counter(r["reason"] for r in reviews if r["interactionId"] not in delivered)),
-        "erp_invoices": len(creates), "erp_keys_created_twice": sorted(k for k, v in creates.items() if v > 1),
+        "review_reasons": dict(Counter(r["reason"] for r in reviews if r["interactionId"] not in delivered
+                                       and "~" not in r["interactionId"])),  # a credit note's: below
+        "erp_invoices": sum(1 for k in creates if not k.startswith("cn-")), "erp_keys_created_twice": sorted(k for k, v in creates.items() if v > 1),
         "emails": sum(per_message.values()),
         "duplicate_emails": sorted(k for k, v in per_message.items() if v > 1 and ".invoice@" in k),
         "audit_incomplete": sorted(incomplete)[:20], "audit_incomplete_count": len(incomplete),
@@ -229,10 +293,12 @@ async def run(plan: Plan, tmp: Path) -> dict:
         sup_task = asyncio.create_task(sup.run())
         span = plan.events / plan.post_rate
         started = time.monotonic()
-        await asyncio.gather(post_all(w.url, plan.events, plan.post_rate),
-                             faults(plan, kafka, s3, erp, sink, sup, span))
+        _, _, credits = await asyncio.gather(post_all(w.url, plan.events, plan.post_rate),
+                                             faults(plan, kafka, s3, erp, sink, sup, span),
+                                             credit_all(kafka.bootstrap, w, min(plan.credits, plan.events), span))
         posted = time.monotonic() - started
         result = await asyncio.to_thread(check, kafka.bootstrap, w, erp, sink, plan.events, plan.settle_timeout)
+        result.update(await asyncio.to_thread(check_credits, kafka.bootstrap, w, erp, credits, 300))
         sup.stop = True
         await sup_task
         result.update({"seconds_posting": round(posted, 1), "seconds_total": round(time.monotonic() - started, 1),
@@ -250,7 +316,9 @@ async def run(plan: Plan, tmp: Path) -> dict:
 
 def ok(result: dict) -> bool:
     return (result["neither_count"] == 0 and not result["erp_keys_created_twice"] and not result["duplicate_emails"]
-            and result["audit_incomplete_count"] == 0)
+            and result["audit_incomplete_count"] == 0 and not result["credit_keys_unanswered"]
+            and not result["credit_keys_with_two_numbers"] and not result["credit_notes_created_twice"]
+            and not result["credit_notes_undelivered"] and result["credit_keys"] == result["credit_requests"])
 
 
 def main() -> int:

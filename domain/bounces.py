@@ -41,8 +41,9 @@ _TYPE_PREFIX = re.compile(r"^\s*[A-Za-z0-9][A-Za-z0-9-]*\s*;\s*")
 _ADDRESS_IN_TEXT = re.compile(r"<?(?:\"[^\"\r\n]*\"|[^\s<>@,;:\"'()\[\]]+)@[^\s<>@,;:\"'()\[\]]+>?")
 _AT_TOKEN = re.compile(r"\S*@\S*")  # whatever still has an @ after that: redact, don't guess
 _MSGID = re.compile(r"<[^<>\s]+>")
-_OUR_MSGID = re.compile(r"<([A-Za-z0-9_-]+)\.(invoice|ack)@([^<>@\s]+)>")
-_INTERACTION_ID = re.compile(r"[A-Za-z0-9_-]+")
+# a credit note's record id (`<interactionId>~<creditNumber>`) has a '~'
+_OUR_MSGID = re.compile(r"<([A-Za-z0-9_~-]+)\.(invoice|ack)@([^<>@\s]+)>")
+_INTERACTION_ID = re.compile(r"[A-Za-z0-9_~-]+")
 _DOMAIN = re.compile(r"[^<>@\s]+")
 _KINDS = ("invoice", "ack")
 
@@ -362,7 +363,7 @@ def parse_provider(payload: Any) -> list[BounceReport]:
 def message_id(interaction_id: str, kind: str, domain: str) -> str:
     """The Message-ID we send with, so a bounce can be traced back to its interaction."""
     if not isinstance(interaction_id, str) or not _INTERACTION_ID.fullmatch(interaction_id):
-        raise ValueError("interaction id must be letters, digits, '_' or '-'")
+        raise ValueError("interaction id must be letters, digits, '_', '-' or '~'")
     if kind not in _KINDS:
         raise ValueError("message kind must be 'invoice' or 'ack'")
     if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):

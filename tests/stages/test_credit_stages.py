@@ -12,6 +12,7 @@ from email.header import decode_header, make_header
 from pypdf import PdfReader
 
 from devtools.reference_erp import ReferenceErp
+from domain.bounces import interaction_of
 from domain.ledger import State
 from domain.numbering import counter_key
 from en16931_check import fatal
@@ -84,6 +85,7 @@ def test_a_credit_note_is_rendered_stored_and_mailed_in_the_customers_language(t
     assert f"Sie berichtigt die Rechnung {inv['invoiceNumber']}" in body and "Gutgeschriebener Betrag" in body
     assert "Fälligkeitsdatum" not in body and "Alpen" not in str(note_mail["Subject"])
     assert note_mail["Message-ID"] != invoice_mail["Message-ID"]
+    assert interaction_of(str(note_mail["Message-ID"])) == "cn-1~CN00-000001"  # a bounce finds the note's records
     (delivered,) = [d for d in ctx.out("callbill.deliveries") if d.get("kind") == "creditNote"]
     assert (delivered["interactionId"], delivered["invoiceNumber"]) == ("cn-1", "CN00-000001")
     audit = [a for a in ctx.out("callbill.audit") if a["stage"] == "credits"]
