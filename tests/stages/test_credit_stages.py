@@ -11,6 +11,7 @@ from email.header import decode_header, make_header
 
 from pypdf import PdfReader
 
+from adapters.facturx import xml_of
 from devtools.reference_erp import ReferenceErp
 from domain.bounces import interaction_of
 from domain.ledger import State
@@ -221,3 +222,26 @@ def test_with_an_erp_the_erp_issues_the_credit_note_under_the_same_key(tmp_path,
     assert ctx.reviews.get(rid).interaction["reason"] == "the rest"  # resubmittable as asked
     mails = [str(m["Subject"]) for m in mail_sink.messages()]
     assert mails == [f"Your invoice {inv['invoiceNumber']}", f"Your credit note {issued[0]['creditNumber']}"]
+
+
+def test_a_postal_factur_x_customer_gets_a_factur_x_credit_note_with_a_german_cover(tmp_path):
+    """Maria Keller (samples): postal only, Factur-X. Her credit note's PDF carries a CII credit
+    note (type 381, BG-3) that passes the official rules; the print job's cover says what it is."""
+    ctx = make_context(tmp_path, seller_tax_id="12-3456789")  # the samples' directory is loaded
+
+    async def go():
+        async with Pipeline(ctx) as p:
+            inv = await invoiced(p, "cn-fx", "CUST-7770003")
+            await p.send("callbill.credit-requests", request("cn-fx", inv["invoiceNumber"], reason="Doppelt berechnet"))
+            await p.settle()
+            return inv
+    inv = asyncio.run(go())
+    doc = ctx.out("callbill.documents")[-1]
+    assert doc["documentType"] == "creditNote" and doc["facturx"]
+    xml = xml_of((tmp_path / "store" / doc["key"]).read_bytes())
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml and inv["invoiceNumber"].encode() in xml
+    assert fatal(xml) == [], [(f.rule, f.text) for f in fatal(xml)]
+    invoice_job, note_job = ctx.out("callbill.postal")
+    assert note_job["invoiceNumber"] == "CN00-000001" and note_job["locale"] == "de-DE"
+    assert note_job["coverText"].startswith("Anbei erhalten Sie die Gutschrift CN00-000001 von ")
+    assert f"zur Rechnung {inv['invoiceNumber']}" in note_job["coverText"] and "Keller" not in note_job["coverText"]
