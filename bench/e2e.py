@@ -21,7 +21,8 @@ and mailed. Measured, for 1 and 2 workers:
 Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker), BENCH_E2E_EVENTS (20000),
 BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_LOW_EVENTS (300),
 BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: seconds of py-spy
-samples of the 1-worker run, 20 s in; the heaviest functions go into the results; 0: off),
+samples of the 1-worker run, 20 s in; the heaviest functions, and who the socket writes are for, go
+into the results; 0: off),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -199,6 +200,7 @@ def summarize_profile(raw: str) -> dict:
     total = 0
     own: Counter = Counter()
     areas: Counter = Counter()
+    writers: Counter = Counter()  # who the socket writes are for: the first frame outside asyncio
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -207,12 +209,16 @@ def summarize_profile(raw: str) -> dict:
         total += n
         frames = stack.split(";")
         own[re.sub(r"\s*\(/.*/site-packages/", " (", frames[-1])] += n
+        if "_SelectorSocketTransport.write" in frames[-1]:
+            caller = next((f for f in reversed(frames[:-1]) if "asyncio/" not in f), "?")
+            writers[re.sub(r"\s*\(/.*/site-packages/", " (", caller)] += n
         for area, keys in AREAS.items():
             if any(k in f for f in frames for k in keys):
                 areas[area] += n
     share = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
     return {"samples": total, "inclusive_percent": {a: share(n) for a, n in areas.most_common()},
-            "top_own_percent": [[f, share(n)] for f, n in own.most_common(15)]}
+            "top_own_percent": [[f, share(n)] for f, n in own.most_common(15)],
+            "socket_writes_by_caller_percent": [[f, share(n)] for f, n in writers.most_common(6)]}
 
 
 def worker_env() -> dict[str, str]:
