@@ -143,8 +143,10 @@ def test_persistent_503_gives_up_within_the_total_time(fake):
 
     err, took = run(main())
     assert took < 2.5
-    assert err.status == 503 and err.endpoint == "/api/v2/routing/wrapupcodes/{codeId}"
-    assert "/api/v2/routing/wrapupcodes/{codeId}" in str(err) and "503" in str(err)
+    assert err.endpoint == "/api/v2/routing/wrapupcodes/{codeId}" and "/api/v2/routing/wrapupcodes/{codeId}" in str(err)
+    # the error is the last 503, or (on a loaded machine) the last attempt cut off by the total time
+    assert (err.status == 503 and "503" in str(err)) or (err.status is None and "no answer within" in str(err)), err
+    assert [s for m, p, s in fake.responses if p.startswith(WRAPUP)][:2] == [503, 503]
     assert fake.client_secret not in str(err) and BILLABLE_ID not in str(err)
     assert fake.count("GET", WRAPUP) > 2  # it did retry
 
