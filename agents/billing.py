@@ -21,7 +21,7 @@ from agents.batching import Batch, Parked, attempt_of, erp_call, park, run_batch
 from agents.routing import event_context, guard_one, parse, source_of
 from agents.series import catch_up_counter, claim, number_locally
 from runtime.logs import get_logger
-from domain.billing import Draft, draft, erp_answer_problems, erp_request, issue, vat_for
+from domain.billing import Draft, draft, erp_amount_problems, erp_request, issue, vat_for
 from domain.jurisdictions import VatTreatment
 from domain.dates import DateError
 from domain.ledger import LedgerEntry, State
@@ -121,7 +121,7 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
             await to_review(ctx, iid, entry, f"ERP_REJECTED:{result.error_code}",
                             f"the ERP answered {result.status} {result.error_code}", interaction, source)
             return
-        problems = [result.problem] if isinstance(result, ErpInvalidResponse) else erp_answer_problems(d, result)
+        problems = [result.problem] if isinstance(result, ErpInvalidResponse) else erp_amount_problems(d.priced.currency, result)
         if problems:
             # never a subject line or a PDF: the number, the amounts or the currency are wrong
             await to_review(ctx, iid, entry, "ERP_INVALID_RESPONSE",

@@ -19,6 +19,8 @@ review as invoices do (agents/billing.py).
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 import faust
 
 from adapters.erp import ErpInvalidResponse, ErpRejected
@@ -26,25 +28,24 @@ from agents.batching import Batch, Parked, attempt_of, erp_call, park, run_batch
 from agents.series import catch_up_counter, claim, number_locally
 from agents.context import Context
 from agents.routing import event_context, guard_one, parse, source_of
+from domain.billing import erp_amount_problems
 from domain.credits import CreditError, CreditNote, credit
 from domain.dates import zone
 from domain.ledger import CreditRecord, LedgerEntry, State
-from domain.money import fits_currency
-from runtime.logs import get_logger
 from schemas.credits import CreditOutcome, CreditRequest, ErpCreditNoteRequest, ErpCreditNoteResponse
 from schemas.invoices import ErpLineItem, Invoice
 
 STAGE = "credits"
-log = get_logger("credits")
 
 
 async def answer(ctx: Context, req: CreditRequest, status: str, note: Invoice | None = None,
-                 reason: str | None = None, detail: str | None = None, again: bool = False) -> None:
-    entry = ctx.ledger.get(req.interactionId)
+                 reason: str | None = None, detail: str | None = None, again: bool = False,
+                 credited: Decimal | None = None) -> None:
+    """`credited`: what has been credited on the invoice so far, once known."""
     await ctx.publish("callbill.credit-notes", req.interactionId, CreditOutcome(
         interactionId=req.interactionId, invoiceNumber=req.invoiceNumber, idempotencyKey=req.key(), status=status,
         creditNumber=note.invoiceNumber if note else None, currency=note.currency if note else None,
-        total=note.total if note else None, creditedTotal=entry.credited if entry and entry.invoice else None,
+        total=note.total if note else None, creditedTotal=credited,
         reason=reason, detail=detail, again=again), wait=False)
 
 
@@ -53,10 +54,10 @@ def review_id(req: CreditRequest) -> str:
     return f"{req.interactionId}~{req.key()}"
 
 
-async def to_review(ctx: Context, req: CreditRequest, reason: str, detail: str) -> None:
+async def to_review(ctx: Context, req: CreditRequest, reason: str, detail: str, credited: Decimal) -> None:
     await ctx.review(STAGE, review_id(req), reason, req, detail=detail)
     await ctx.audit(STAGE, req.interactionId, "REVIEW", reason)
-    await answer(ctx, req, "REVIEW", reason=reason, detail=detail)
+    await answer(ctx, req, "REVIEW", reason=reason, detail=detail, credited=credited)
 
 
 async def call_erp(ctx: Context, req: CreditRequest, note: CreditNote, invoice: Invoice, batch: Batch
@@ -69,18 +70,6 @@ async def call_erp(ctx: Context, req: CreditRequest, note: CreditNote, invoice: 
         lineItems=[ErpLineItem(description=li.description, quantity=li.quantity, unitPrice=li.unitPrice)
                    for li in note.lineItems], issueDate=note.issueDate)
     return await erp_call(ctx, lambda: client.create_credit_note(body, req.key()), batch)
-
-
-def erp_problems(note: CreditNote, erp: ErpCreditNoteResponse) -> list[str]:
-    """What makes a well-formed answer wrong for this credit note (fields named, never values)."""
-    problems = []
-    if erp.currency is not None and erp.currency.upper() != note.currency:
-        problems.append(f"currency: not the requested {note.currency}")
-    for name in ("subtotal", "taxTotal", "total"):
-        amount = getattr(erp, name)
-        if amount is not None and not fits_currency(amount, note.currency):
-            problems.append(f"{name}: more decimals than {note.currency} has")
-    return problems
 
 
 async def handle(ctx: Context, event: faust.EventT, batch: Batch) -> None:
@@ -104,7 +93,7 @@ async def handle(ctx: Context, event: faust.EventT, batch: Batch) -> None:
                 await ctx.audit(STAGE, iid, "CREDITED", f"credit note {done.creditNumber} (republished after a restart)")
             else:
                 await ctx.audit(STAGE, iid, "ALREADY_CREDITED", f"credit note {done.creditNumber}")
-        await answer(ctx, req, "ISSUED", note, again=done.source != source)
+        await answer(ctx, req, "ISSUED", note, again=done.source != source, credited=entry.credited)
         return
 
     invoice = entry.invoice
@@ -120,22 +109,24 @@ async def handle(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     except CreditError as e:
         # the operator's request is wrong (too much, no such line): answered, nothing issued
         await ctx.audit(STAGE, iid, "CREDIT_REFUSED", e.reason)
-        await answer(ctx, req, "REFUSED", reason=e.reason, detail=e.detail)
+        await answer(ctx, req, "REFUSED", reason=e.reason, detail=e.detail, credited=entry.credited)
         return
 
     if erp is not None:
         result = await call_erp(ctx, req, note, invoice, batch)
         if isinstance(result, Parked):
             await park(ctx, STAGE, event, iid, "callbill.credit-requests", req, result)
-            await answer(ctx, req, "WAITING", reason=f"{result.reason} (attempt {attempt_of(event)})")
+            await answer(ctx, req, "WAITING", reason=f"{result.reason} (attempt {attempt_of(event)})",
+                         credited=entry.credited)
             return
         if isinstance(result, ErpRejected):
             await to_review(ctx, req, f"ERP_REJECTED:{result.error_code}",
-                            f"the ERP answered {result.status} {result.error_code}")
+                            f"the ERP answered {result.status} {result.error_code}", entry.credited)
             return
-        problems = [result.problem] if isinstance(result, ErpInvalidResponse) else erp_problems(note, result)
+        problems = [result.problem] if isinstance(result, ErpInvalidResponse) else erp_amount_problems(note.currency, result)
         if problems:
-            await to_review(ctx, req, "ERP_INVALID_RESPONSE", "the ERP's answer cannot be issued: " + "; ".join(problems))
+            await to_review(ctx, req, "ERP_INVALID_RESPONSE", "the ERP's answer cannot be issued: " + "; ".join(problems),
+                            entry.credited)
             return
         note = note.model_copy(update={"creditNumber": result.creditNoteNumber, "total": result.total,
                                        **{k: v for k, v in (("subtotal", result.subtotal),
@@ -159,7 +150,7 @@ async def handle(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     await ctx.publish("callbill.invoices", iid, issued, wait=False)
     await ctx.audit(STAGE, iid, "CREDITED", f"credit note {issued.invoiceNumber} on {invoice.invoiceNumber}",
                     actor=req.actor)
-    await answer(ctx, req, "ISSUED", issued)
+    await answer(ctx, req, "ISSUED", issued, credited=current.credited + issued.total)
 
 
 async def credit_one(ctx: Context, event: faust.EventT, batch: Batch) -> None:

@@ -16,7 +16,7 @@ from domain.pricing import ERP_AMOUNTS_NOTE, PricingError, Priced, RateCard, pri
 from schemas.customers import Customer
 from schemas.events import InteractionCompleted
 from domain.money import fits_currency
-from schemas.invoices import ErpInvoiceRequest, ErpInvoiceResponse, ErpLineItem, Invoice
+from schemas.invoices import ErpAmounts, ErpInvoiceRequest, ErpInvoiceResponse, ErpLineItem, Invoice
 
 
 class Draft(BaseModel):
@@ -117,10 +117,10 @@ def issue(d: Draft, number: str, series: str, now: datetime, erp: ErpInvoiceResp
     )
 
 
-def erp_answer_problems(d: Draft, erp: ErpInvoiceResponse) -> list[str]:
-    """What makes a well-formed ERP answer wrong for this request (fields named, values not:
-    the answer may quote anything). The shape is checked by ErpInvoiceResponse itself."""
-    currency = d.priced.currency
+def erp_amount_problems(currency: str, erp: ErpAmounts) -> list[str]:
+    """What makes a well-formed ERP answer (an invoice or a credit note) wrong for a request in
+    `currency` (fields named, values not: the answer may quote anything). The shape is checked
+    by the answer's model itself."""
     problems = []
     if erp.currency is not None and erp.currency.upper() != currency:
         problems.append(f"currency: not the requested {currency}")

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from schemas.events import utcnow
 from schemas.genesys import ID_PATTERN
-from schemas.invoices import ERP_NUMBER, ErpLineItem, TaxAmount
+from schemas.invoices import ERP_NUMBER, ErpAmounts, ErpLineItem, TaxAmount
 
 KEY_PATTERN = r"^[A-Za-z0-9._:\-]{8,64}$"
 
@@ -84,18 +84,8 @@ class ErpCreditNoteRequest(BaseModel):
     issueDate: date
 
 
-class ErpCreditNoteResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ErpCreditNoteResponse(ErpAmounts):
+    """The ERP's answer to a credit note."""
 
     creditNoteNumber: str = Field(pattern=ERP_NUMBER)
     creditNoteId: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
-    currency: str | None = None
-    subtotal: Decimal | None = Field(None, ge=0)
-    taxTotal: Decimal | None = Field(None, ge=0)
-    total: Decimal = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _adds_up(self) -> "ErpCreditNoteResponse":
-        if self.subtotal is not None and self.taxTotal is not None and self.subtotal + self.taxTotal != self.total:
-            raise ValueError("total is not subtotal + taxTotal")
-        return self

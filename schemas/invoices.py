@@ -80,24 +80,30 @@ class ErpInvoiceRequest(BaseModel):
 ERP_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 
 
-class ErpInvoiceResponse(BaseModel):
-    """The ERP's answer, checked to its shape before anything customer-facing is built from
-    it; domain/billing.erp_answer_problems checks it against the request."""
+class ErpAmounts(BaseModel):
+    """The amounts of an ERP's answer (an invoice or a credit note), checked to add up before
+    anything customer-facing is built from them; domain/billing.erp_amount_problems checks them
+    against the request."""
 
     model_config = ConfigDict(extra="ignore")
 
-    invoiceNumber: str = Field(pattern=ERP_NUMBER)
-    invoiceId: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
     currency: str | None = None
     subtotal: Decimal | None = Field(None, ge=0)
     taxTotal: Decimal | None = Field(None, ge=0)
     total: Decimal = Field(ge=0)
 
     @model_validator(mode="after")
-    def _adds_up(self) -> "ErpInvoiceResponse":
+    def _adds_up(self):
         if self.subtotal is not None and self.taxTotal is not None and self.subtotal + self.taxTotal != self.total:
             raise ValueError("total is not subtotal + taxTotal")
         return self
+
+
+class ErpInvoiceResponse(ErpAmounts):
+    """The ERP's answer to an invoice."""
+
+    invoiceNumber: str = Field(pattern=ERP_NUMBER)
+    invoiceId: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 CREDIT_NOTE = "creditNote"
