@@ -22,7 +22,7 @@ Environment: CALLBILL_KAFKA_BOOTSTRAP (else a local broker), BENCH_E2E_EVENTS (2
 BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_LOW_EVENTS (300),
 BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: seconds of py-spy
 samples of the 1-worker run, 20 s in; the heaviest functions, and who the socket writes are for, go
-into the results; 0: off),
+into the results; 0: off), BENCH_E2E_PROFILE_GIL=1 (sample only the thread holding the GIL),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -51,7 +51,7 @@ sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integrati
 from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
 
 from devtools.reference_erp import ReferenceErp  # noqa: E402
-from bench.proc import cpu_seconds, rss_mib, tree_cpu_seconds  # noqa: E402
+from bench.proc import cpu_seconds, cpu_split, rss_mib, tree_cpu_seconds  # noqa: E402
 from devtools.smtp_sink import SmtpSink  # noqa: E402
 from runtime.topics import assign_from_start  # noqa: E402
 
@@ -62,6 +62,9 @@ RATE = float(os.environ.get("BENCH_E2E_RATE", 100))
 LOW_RATE = float(os.environ.get("BENCH_E2E_LOW_RATE", 5))
 LOW_EVENTS = int(os.environ.get("BENCH_E2E_LOW_EVENTS", 300))
 PROFILE_SECONDS = int(os.environ.get("BENCH_E2E_PROFILE", 60))
+# only the thread holding the GIL: where the Python CPU goes (a thread waiting for the GIL, e.g. the
+# loop behind the render pool's feeder thread, is otherwise sampled as busy where it waits)
+PROFILE_GIL = os.environ.get("BENCH_E2E_PROFILE_GIL", "") not in ("", "0")
 STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
@@ -182,7 +185,7 @@ async def profile(pid: int, seconds: int, out: Path, after: float = 20) -> dict:
     spy = Path(sys.executable).parent / "py-spy"
     proc = await asyncio.create_subprocess_exec(
         str(spy), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--format", "raw",
-        "--nonblocking", "--output", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        "--nonblocking", *(["--gil"] if PROFILE_GIL else []), "--output", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     if proc.returncode != 0 or not out.exists():
         return {"error": err.decode(errors="replace")[-300:]}
@@ -196,11 +199,17 @@ AREAS = {"pdf (typst)": ("typst/", "adapters/pdf.py"), "kafka client (aiokafka)"
          "erp client (aiohttp)": ("aiohttp/",), "logging": ("logging/",), "asyncio loop": ("asyncio/",)}
 
 
+# a frame of callbill's own code: "function (package/module.py"
+OURS = re.compile(r"^(\S+) \((?:/[^()]*?/)?((?:agents|adapters|app|domain|runtime|schemas|tables)/[\w/]+\.py)")
+
+
 def summarize_profile(raw: str) -> dict:
     total = 0
     own: Counter = Counter()
     areas: Counter = Counter()
     writers: Counter = Counter()  # who the socket writes are for: the first frame outside asyncio
+    ours: Counter = Counter()  # callbill's own functions, inclusive: which step of which stage costs what
+    roots: Counter = Counter()  # the task each sample ran in: the first frame the event loop called
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -215,10 +224,22 @@ def summarize_profile(raw: str) -> dict:
         for area, keys in AREAS.items():
             if any(k in f for f in frames for k in keys):
                 areas[area] += n
+        runs = [i for i, f in enumerate(frames) if f.startswith("Handle._run (")]
+        roots[short(frames[runs[-1] + 1]) if runs and runs[-1] + 1 < len(frames) else "(outside a task)"] += n
+        for name in {f"{m.group(1)} ({m.group(2)})" for f in frames
+                     if "site-packages" not in f and (m := OURS.search(f))}:
+            ours[name] += n
     share = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
     return {"samples": total, "inclusive_percent": {a: share(n) for a, n in areas.most_common()},
             "top_own_percent": [[f, share(n)] for f, n in own.most_common(15)],
-            "socket_writes_by_caller_percent": [[f, share(n)] for f, n in writers.most_common(6)]}
+            "socket_writes_by_caller_percent": [[f, share(n)] for f, n in writers.most_common(6)],
+            "callbill_inclusive_percent": [[f, share(n)] for f, n in ours.most_common(40)],
+            "by_task_percent": [[f, share(n)] for f, n in roots.most_common(25)]}
+
+
+def short(frame: str) -> str:
+    """A frame without its line number and site-packages prefix: "function (package/module.py)"."""
+    return re.sub(r":\d+\)$", ")", re.sub(r"\s*\(/.*/site-packages/", " (", frame))
 
 
 def worker_env() -> dict[str, str]:
@@ -254,6 +275,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle
     pids = [w.proc.pid for w in ws]
     cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+    split0 = {pid: cpu_split(pid) for pid in pids}
     tree0 = {pid: tree_cpu_seconds(pid) for pid in pids}
     bodies, want = workload(n, run)
     sink.clear()
@@ -268,6 +290,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     accepted = await poster
     prof = await spy if spy else None
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
+    split = {pid: [round(b - a, 1) for a, b in zip(split0[pid], cpu_split(pid))] for pid in pids}
     tree = {pid: round(tree_cpu_seconds(pid) - tree0[pid], 1) for pid in pids}  # render children included
     metrics = httpx.get(w0.url + "/metrics", timeout=10).text
     for w in ws:
@@ -283,7 +306,8 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "seconds": round(span, 1), "invoices_per_second": round(len(got) / span, 2) if span > 0 else None,
         "latency_seconds": {"p50": round(pct(lat, 50), 3), "p95": round(pct(lat, 95), 3), "p99": round(pct(lat, 99), 3),
                             "mean": round(statistics.fmean(lat), 3) if lat else None},
-        "worker_cpu_seconds": list(cpu.values()), "callbill_cpu_seconds": list(tree.values()),
+        "worker_cpu_seconds": list(cpu.values()), "worker_user_system_cpu_seconds": list(split.values()),
+        "callbill_cpu_seconds": list(tree.values()),
         "callbill_cpu_ms_per_invoice": round(1000 * sum(tree.values()) / len(got), 1) if got else None,
         "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
         "delivery_pauses_seconds": pauses,
@@ -377,7 +401,7 @@ async def main() -> int:
                                 "platform": platform.platform()},
                     "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE,
                                "low_events": LOW_EVENTS, "low_rate": LOW_RATE, "partitions": PARTITIONS,
-                               "erp_latency_ms": 20, "worker_env": worker_env()}})
+                               "erp_latency_ms": 20, "worker_env": worker_env(), "profile_gil": PROFILE_GIL}})
     print("ratios", json.dumps(results["ratios"]))
     out = ROOT / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

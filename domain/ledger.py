@@ -60,6 +60,9 @@ class CreditRecord(BaseModel):
 
 
 class LedgerEntry(BaseModel):
+    # frozen: tables/ledger.py hands out the parsed entry it wrote; a change is a new entry (touched)
+    model_config = ConfigDict(frozen=True)
+
     state: State
     firstSeen: AwareDatetime
     updatedAt: AwareDatetime

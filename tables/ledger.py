@@ -18,6 +18,7 @@ NAME = "ledger"
 # fields added after the recorded 0.1.0 ledger (tests/stages/test_ledger_compat.py): written
 # only once set, so an entry that never needed them keeps the shape an older worker wrote
 WRITTEN_WHEN_SET = ("bounceEvents", "bounceSource", "credits")
+SHARED = ("invoice", "draft", "document")  # the large parts, set once and carried by every later write
 
 
 def define(app: Any, partitions: int) -> Any:
@@ -26,22 +27,59 @@ def define(app: Any, partitions: int) -> Any:
 
 
 class Ledger:
-    """Typed access to the table (a Faust table in a worker, a dict in a test)."""
+    """Typed access to the table (a Faust table in a worker, a dict in a test).
+
+    An invoice's entry is read several times by each stage (before and after every await),
+    and each read validated the whole entry, invoice included: a sixth of the worker's CPU
+    in the profile of bench.e2e. So the entries this worker wrote last are kept parsed, and
+    a read returns the parsed one while the table still holds the very value written with
+    it (identity, not equality: a changelog recovery, a RocksDB read or another writer
+    installs a new object, which is validated afresh). Entries are frozen, so a cached one
+    cannot be changed behind the table's back."""
+
+    KEEP = 4096  # parsed entries kept: the ones in flight through the stages
 
     def __init__(self, table: MutableMapping[str, Any], clock: Callable[[], datetime] = utcnow) -> None:
         self.table = table
         self.clock = clock
+        self._parsed: dict[str, tuple[object, LedgerEntry]] = {}
 
     def get(self, interaction_id: str) -> LedgerEntry | None:
         raw = self.table.get(interaction_id)
-        return LedgerEntry.model_validate(raw) if raw else None
+        if not raw:
+            return None
+        kept = self._parsed.get(interaction_id)
+        if kept is not None and kept[0] is raw:
+            return kept[1]
+        return LedgerEntry.model_validate(raw)
 
     def put(self, interaction_id: str, entry: LedgerEntry) -> None:
-        value = entry.model_dump(mode="json")
+        value = self._dump(interaction_id, entry)
         for name in WRITTEN_WHEN_SET:
             if not value.get(name):
                 value.pop(name, None)
         self.table[interaction_id] = value
+        parsed = self._parsed
+        parsed.pop(interaction_id, None)  # re-inserted last: the oldest go first
+        if len(parsed) >= self.KEEP:
+            del parsed[next(iter(parsed))]
+        parsed[interaction_id] = (value, entry)
+
+    def _dump(self, interaction_id: str, entry: LedgerEntry) -> dict[str, Any]:
+        """The entry's JSON form; the invoice, draft and document are dumped once, not at every
+        later write: a stage's write keeps them (the same objects), so their JSON from the
+        write before is reused (shared, never changed: table values are replaced whole)."""
+        kept = self._parsed.get(interaction_id)
+        if kept is None:
+            return entry.model_dump(mode="json")
+        before, old = kept
+        same = {name for name in SHARED if (sub := getattr(entry, name)) is not None
+                and sub is getattr(old, name) and name in before}
+        if not same:
+            return entry.model_dump(mode="json")
+        value = entry.model_dump(mode="json", exclude=same)
+        return {name: before[name] if name in same else value[name]
+                for name in LedgerEntry.model_fields if name in same or name in value}
 
     def update(self, interaction_id: str, **changes: Any) -> LedgerEntry | None:
         """Read and write in one step (no await between), so concurrent stages (delivery and

@@ -117,6 +117,38 @@ def test_s3_object_metadata_presigned_expiry_and_tampering(s3):
     assert httpx.get(short_url).status_code == 403  # expired
 
 
+def test_s3_put_is_signed_for_the_server_and_its_refusals_are_named(s3, monkeypatch):
+    """The PUT and the links are signed here (not by botocore's client): the server checks the
+    signature over the body, keeps the headers, a refusal comes back as its S3 code, and a link
+    is the very URL the client's generate_presigned_url gives."""
+    async def go(secret: str):
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        store = S3Store(s3.bucket, "signed/ü ñ", s3.endpoint_url, "us-east-1", sse="AES256")
+        data = bytes(range(256)) * 60  # the size of an invoice PDF
+        try:
+            await store.put("invoices/2026/12/INV01-000002.pdf", data, filename="INV01-000002.pdf",
+                            sha256=hashlib.sha256(data).hexdigest())
+            head = await store.head("invoices/2026/12/INV01-000002.pdf")
+            for _ in range(3):  # the link as botocore's client would sign it, in the same second
+                ours, _ = await store.link("invoices/2026/12/INV01-000002.pdf", 600, "INV01-000002.pdf")
+                theirs = await (await store._s3()).generate_presigned_url(
+                    "get_object", Params={"Bucket": s3.bucket, "Key": store.full("invoices/2026/12/INV01-000002.pdf")},
+                    ExpiresIn=600)
+                if ours == theirs:
+                    break
+            assert ours == theirs and httpx.get(ours).content == data
+            return data, await store.get("invoices/2026/12/INV01-000002.pdf"), head
+        except StorageError as e:
+            return e.reason
+        finally:
+            await store.aclose()
+
+    data, back, head = asyncio.run(go(s3.secret_key))
+    assert back == data and head["ContentType"] == "application/pdf"
+    assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert asyncio.run(go("not-the-secret")) == "S3_SignatureDoesNotMatch"
+
+
 def test_s3_down_is_a_retryable_storage_error():
     async def go():
         store = S3Store("b", "", f"http://127.0.0.1:{free_port()}", "us-east-1", sse=None, timeout=2)
