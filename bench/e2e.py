@@ -23,6 +23,7 @@ BENCH_E2E_FIXED_EVENTS (3000), BENCH_E2E_RATE (100), BENCH_E2E_LOW_EVENTS (300),
 BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: seconds of py-spy
 samples of the 1-worker run, 20 s in; the heaviest functions, and who the socket writes are for, go
 into the results; 0: off), BENCH_E2E_PROFILE_GIL=1 (sample only the thread holding the GIL),
+BENCH_E2E_PROFILE_RAW=FILE (keep py-spy's raw stacks there),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -189,6 +190,8 @@ async def profile(pid: int, seconds: int, out: Path, after: float = 20) -> dict:
     _, err = await proc.communicate()
     if proc.returncode != 0 or not out.exists():
         return {"error": err.decode(errors="replace")[-300:]}
+    if keep := os.environ.get("BENCH_E2E_PROFILE_RAW"):
+        Path(keep).write_text(out.read_text())  # py-spy's raw stacks, for a flame graph
     return summarize_profile(out.read_text())
 
 
