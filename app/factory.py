@@ -123,8 +123,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
     parts = settings.topic_partitions
     ctx = Context(
         settings=settings, topics=app.topics_by_name,
-        ledger=Ledger(ledger.define(app, parts)), pending=PendingTable(pending.define(app, parts)),
-        reviews=ReviewTable(reviews.define(app, parts)),
+        ledger=Ledger(ledger.define(app, parts, settings.table_store_options())),
+        pending=PendingTable(pending.define(app, parts, settings.table_store_options())),
+        reviews=ReviewTable(reviews.define(app, parts, settings.table_store_options())),
         directory=Directory(), suppressions=Suppressions(), review_queue=ReviewQueue(),
         services=services or build_services(settings), stopping=lambda: app.should_stop,
         partitions=lambda topic: app.consumer.topic_partitions(topic),

@@ -24,6 +24,8 @@ BENCH_E2E_LOW_RATE (5), BENCH_E2E_WORKERS ("1,2"), BENCH_E2E_PROFILE (60: second
 samples of the 1-worker run, 20 s in; the heaviest functions, and who the socket writes are for, go
 into the results; 0: off), BENCH_E2E_PROFILE_GIL=1 (sample only the thread holding the GIL),
 BENCH_E2E_PROFILE_RAW=FILE (keep py-spy's raw stacks there),
+BENCH_E2E_SOAK_MINUTES (0: none) at BENCH_E2E_SOAK_RATE (50/s): a soak, the worker's RSS every 10 s
+and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -66,6 +68,11 @@ PROFILE_SECONDS = int(os.environ.get("BENCH_E2E_PROFILE", 60))
 # only the thread holding the GIL: where the Python CPU goes (a thread waiting for the GIL, e.g. the
 # loop behind the render pool's feeder thread, is otherwise sampled as busy where it waits)
 PROFILE_GIL = os.environ.get("BENCH_E2E_PROFILE_GIL", "") not in ("", "0")
+# the soak (goal 6 of issue 16): BENCH_E2E_SOAK_MINUTES at BENCH_E2E_SOAK_RATE, the worker's RSS
+# sampled every 10 s; its growth after the first 5 minutes is the figure
+SOAK_MINUTES = float(os.environ.get("BENCH_E2E_SOAK_MINUTES", 0))
+SOAK_RATE = float(os.environ.get("BENCH_E2E_SOAK_RATE", 50))
+PII_SAMPLE = 5000  # emails the PII scan parses at most (evenly spread): a soak sends tens of thousands
 STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
@@ -142,7 +149,8 @@ async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> d
 
 
 async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float, peak: dict, pids: list[int],
-                     pauses: list[float]) -> dict:
+                     pauses: list[float], timeline: list | None = None) -> dict:
+    """The deliveries of `want`; `timeline` gets [seconds, RSS MiB of each worker, delivered] every 10 s."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     got: dict[str, dict] = {}
@@ -150,7 +158,11 @@ async def deliveries(bootstrap: str, topic: str, want: set[str], timeout: float,
         await assign_from_start(c, topic, wait=60)
         deadline = time.monotonic() + timeout
         progress, dumped = time.monotonic(), False
+        started, sampled = time.monotonic(), -10.0
         while time.monotonic() < deadline and not want <= set(got):
+            if timeline is not None and time.monotonic() - sampled >= 10:
+                sampled = time.monotonic()
+                timeline.append([round(sampled - started), *[rss_mib(pid) for pid in pids], len(got)])
             before = len(got)
             for msgs in (await c.getmany(timeout_ms=1000)).values():
                 for m in msgs:
@@ -289,7 +301,9 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         spy = asyncio.create_task(profile(pids[0], PROFILE_SECONDS, tmp / f"{run}.pyspy.txt"))
     peak: dict[int, float] = {}
     pauses: list[float] = []  # seconds without a delivery, where longer than STALL_SECONDS
-    got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600, peak, pids, pauses)
+    timeline: list = []
+    got = await deliveries(bootstrap, w0.topic("callbill.deliveries"), want, 3600 + 60 * SOAK_MINUTES, peak, pids,
+                           pauses, timeline)
     accepted = await poster
     prof = await spy if spy else None
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
@@ -315,8 +329,19 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
         "delivery_pauses_seconds": pauses,
         "pii": pii_scan(sink, logs, metrics),
+        "rss_timeline": timeline,  # [seconds, RSS MiB per worker…, delivered so far]
+        **({"rss_growth_after_5_min_percent": growth} if (growth := rss_growth(timeline)) is not None else {}),
         **({"profile": prof} if prof is not None else {}),
     }
+
+
+def rss_growth(timeline: list, after: float = 300) -> float | None:
+    """How much the first worker's RSS grew after `after` seconds: the largest sample since then
+    against the sample at that time, in percent; None for a run shorter than that."""
+    later = [row[1] for row in timeline if row[0] >= after]
+    if len(later) < 2:
+        return None
+    return round(100 * (max(later) - later[0]) / later[0], 1)
 
 
 def card_in(text: str) -> bool:
@@ -332,7 +357,10 @@ def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
     """What must never leave: names in subjects or headers; names, addresses, phones in logs
     or metrics; an unmasked card number anywhere."""
     problems = Counter()
-    for m in sink.messages():
+    paths = sorted(sink.directory.glob("*.eml"))
+    step = max(1, len(paths) // PII_SAMPLE)
+    messages = read_messages_at(paths[::step])
+    for m in messages:
         head = "".join(f"{k}: {v}\n" for k, v in m.items())
         if "Person" in head:
             problems["name in a header or subject"] += 1
@@ -344,7 +372,18 @@ def pii_scan(sink: SmtpSink, logs: str, metrics: str) -> dict:
                 problems[f"{needle!r} in {where}"] += 1
         if card_in(text):
             problems[f"card number in {where}"] += 1
-    return {"emails_scanned": len(sink.messages()), "problems": dict(problems)}
+    return {"emails_scanned": len(messages), "emails_sent": len(paths), "problems": dict(problems)}
+
+
+def read_messages_at(paths: list[Path]) -> list:
+    import email
+    import email.policy
+
+    out = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            out.append(email.message_from_binary_file(fh, policy=email.policy.default))
+    return out
 
 
 async def main() -> int:
@@ -380,7 +419,9 @@ async def main() -> int:
             r = await run_once(bootstrap, tmp, env, workers, EVENTS, None, sink, f"w{workers}-")
             print(f"  {json.dumps(r)}", flush=True)
             results["runs"].append(r)
-        for count, rate, label in ((FIXED_EVENTS, RATE, "fixed-"), (LOW_EVENTS, LOW_RATE, "low-")):
+        soak = int(SOAK_MINUTES * 60 * SOAK_RATE)
+        for count, rate, label in ((FIXED_EVENTS, RATE, "fixed-"), (LOW_EVENTS, LOW_RATE, "low-"),
+                                   (soak, SOAK_RATE, "soak-")):
             if not count:
                 continue
             print(f"{count:,} interactions at a fixed {rate:g}/s, 1 worker …", flush=True)
@@ -404,7 +445,8 @@ async def main() -> int:
                                 "platform": platform.platform()},
                     "params": {"events": EVENTS, "fixed_events": FIXED_EVENTS, "rate": RATE,
                                "low_events": LOW_EVENTS, "low_rate": LOW_RATE, "partitions": PARTITIONS,
-                               "erp_latency_ms": 20, "worker_env": worker_env(), "profile_gil": PROFILE_GIL}})
+                               "erp_latency_ms": 20, "worker_env": worker_env(), "profile_gil": PROFILE_GIL,
+                               "soak_minutes": SOAK_MINUTES, "soak_rate": SOAK_RATE}})
     print("ratios", json.dumps(results["ratios"]))
     out = ROOT / "bench" / "results" / f"e2e-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

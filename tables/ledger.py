@@ -21,8 +21,9 @@ WRITTEN_WHEN_SET = ("bounceEvents", "bounceSource", "credits")
 SHARED = ("invoice", "draft", "document")  # the large parts, set once and carried by every later write
 
 
-def define(app: Any, partitions: int) -> Any:
-    return app.Table(NAME, key_type=str, default=None, partitions=partitions,
+def define(app: Any, partitions: int, options: dict[str, Any] | None = None) -> Any:
+    """`options`: the store's (runtime/settings.py table_store_options: RocksDB's memory bounds)."""
+    return app.Table(NAME, key_type=str, default=None, partitions=partitions, options=dict(options or {}),
                      help="interactionId -> ledger entry (state, duplicates, reason)")
 
 

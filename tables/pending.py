@@ -13,8 +13,8 @@ from domain.assembly import Pending
 NAME = "pending"
 
 
-def define(app: Any, partitions: int) -> Any:
-    return app.Table(NAME, key_type=str, default=None, partitions=partitions,
+def define(app: Any, partitions: int, options: dict[str, Any] | None = None) -> Any:
+    return app.Table(NAME, key_type=str, default=None, partitions=partitions, options=dict(options or {}),
                      help="conversationId -> partial Genesys conversation awaiting its other events")
 
 

@@ -18,8 +18,9 @@ from tables.compacted import ModelView
 NAME = "reviews"
 
 
-def define(app: Any, partitions: int) -> Any:
-    return app.Table(NAME, key_type=str, default=None, partitions=partitions, help="interactionId -> review record")
+def define(app: Any, partitions: int, options: dict[str, Any] | None = None) -> Any:
+    return app.Table(NAME, key_type=str, default=None, partitions=partitions, options=dict(options or {}),
+                     help="interactionId -> review record")
 
 
 class ReviewTable:
