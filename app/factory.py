@@ -120,12 +120,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
     )
     app.topics_by_name = topic_specs.declare(app)
     app.sensors.add(SendGuard(app))
-    parts = settings.topic_partitions
+    parts, store = settings.topic_partitions, settings.table_store_options()
     ctx = Context(
         settings=settings, topics=app.topics_by_name,
-        ledger=Ledger(ledger.define(app, parts, settings.table_store_options())),
-        pending=PendingTable(pending.define(app, parts, settings.table_store_options())),
-        reviews=ReviewTable(reviews.define(app, parts, settings.table_store_options())),
+        ledger=Ledger(ledger.define(app, parts, store)), pending=PendingTable(pending.define(app, parts, store)),
+        reviews=ReviewTable(reviews.define(app, parts, store)),
         directory=Directory(), suppressions=Suppressions(), review_queue=ReviewQueue(),
         services=services or build_services(settings), stopping=lambda: app.should_stop,
         partitions=lambda topic: app.consumer.topic_partitions(topic),
