@@ -21,7 +21,6 @@ from typing import Awaitable, Callable, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from pydantic import BaseModel, ValidationError
 
@@ -30,6 +29,7 @@ from agents.stages import BY_NAME
 from runtime import headers as header_names
 from runtime.logs import current_interaction, error_site, get_logger
 from runtime.metrics import STAGE_IN, STAGE_LATENCY, STAGE_OUTCOMES
+from runtime.partitioning import home_partition
 from runtime.writes import PENDING_WRITES
 from schemas.errors import summary
 from schemas.events import DeadLetter
@@ -84,12 +84,6 @@ def source_of(event: faust.EventT) -> str:
         return moved
     msg = event.message
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
-
-
-def home_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client,
-    aiokafka and the bridge compute it)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 async def moved_home(ctx: Context, stage: str, event: faust.EventT) -> bool:

@@ -24,6 +24,7 @@ from runtime import faust_fixes
 from runtime import topics as topic_specs
 from runtime.kafka import faust_credentials
 from runtime.logs import configure_logging, get_logger, worker_logging_config
+from runtime.partitioning import KeyPartitioner
 from runtime.sensors import SendGuard, disable_commits
 from runtime.settings import Settings
 from runtime.writes import TrackedTable
@@ -97,6 +98,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
         topic_replication_factor=settings.topic_replication,
         topic_allow_declare=True,
         producer_acks=-1,
+        producer_partitioner=KeyPartitioner(),  # Kafka's default partitioning, the key's hash kept
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",

@@ -26,6 +26,8 @@ into the results; 0: off), BENCH_E2E_PROFILE_GIL=1 (sample only the thread holdi
 BENCH_E2E_PROFILE_RAW=FILE (keep py-spy's raw stacks there),
 BENCH_E2E_SOAK_MINUTES (0: none) at BENCH_E2E_SOAK_RATE (50/s): a soak, the worker's RSS every 10 s
 and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
+BENCH_E2E_MEMTRACE=1 (the fixed-rate runs' worker under tracemalloc, a snapshot and its RSS, Python
+and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -54,7 +56,7 @@ sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "integrati
 from kafka_harness import SECRET, Worker, create_topics, free_port, sign  # noqa: E402
 
 from devtools.reference_erp import ReferenceErp  # noqa: E402
-from bench.proc import cpu_seconds, cpu_split, rss_mib, tree_cpu_seconds  # noqa: E402
+from bench.proc import cpu_seconds, cpu_split, rss_mib, thread_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from devtools.smtp_sink import SmtpSink  # noqa: E402
 from runtime.topics import assign_from_start  # noqa: E402
 
@@ -74,6 +76,8 @@ SOAK_MINUTES = float(os.environ.get("BENCH_E2E_SOAK_MINUTES", 0))
 SOAK_RATE = float(os.environ.get("BENCH_E2E_SOAK_RATE", 50))
 PII_SAMPLE = 5000  # emails the PII scan parses at most (evenly spread): a soak sends tens of thousands
 STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
+MEMTRACE = os.environ.get("BENCH_E2E_MEMTRACE", "") not in ("", "0")
+MEMTRACE_EVERY = float(os.environ.get("BENCH_E2E_MEMTRACE_EVERY", 60))
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
 CARD = re.compile(r"\b(?:\d[ -]?){15}\d\b")
@@ -124,11 +128,18 @@ def workload(n: int, run: str) -> tuple[list[dict], set[str]]:
 
 
 async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> dict[str, float]:
-    """POST every body (spread over the workers' bridges); the first 202 time per interaction."""
+    """POST every body (spread over the workers' bridges); the first 202 time per interaction.
+
+    aiohttp's client, not httpx's: the load generator shares the two cores with what it
+    measures, and httpx's cost per request was a fifth of the machine's CPU per invoice
+    (infrastructure_cpu_ms_per_invoice, load_generator 10.8 ms)."""
+    import aiohttp
+
     accepted: dict[str, float] = {}
     sem = asyncio.Semaphore(50)
     t0 = time.monotonic()
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=60),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as client:
         async def one(i: int, body: dict) -> None:
             if rate:
                 delay = t0 + i / rate - time.monotonic()
@@ -137,12 +148,13 @@ async def post_all(urls: list[str], bodies: list[dict], rate: float | None) -> d
             raw = json.dumps(body).encode()
             async with sem:
                 for _ in range(20):
-                    r = await client.post(urls[i % len(urls)] + "/genesys/webhook", content=raw, headers={
-                        "Content-Type": "application/json", "X-Callbill-Signature": sign(raw, SECRET)})
-                    if r.status_code != 503:
+                    async with client.post(urls[i % len(urls)] + "/genesys/webhook", data=raw, headers={
+                            "Content-Type": "application/json", "X-Callbill-Signature": sign(raw, SECRET)}) as r:
+                        status, text = r.status, await r.text()
+                    if status != 503:
                         break
                     await asyncio.sleep(1)
-            assert r.status_code == 202, (r.status_code, r.text)
+            assert status == 202, (status, text)
             accepted.setdefault(body["interactionId"], time.time())
         await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
     return accepted
@@ -263,6 +275,33 @@ def worker_env() -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+class Infrastructure:
+    """The CPU of what is not callbill, beside callbill's own (goal: both printed every run):
+    the broker and SeaweedFS (their processes), the reference ERP and the SMTP server (threads
+    of this process), and the load generator (the rest of this process: the posts, the
+    delivery consumer, the bookkeeping)."""
+
+    def __init__(self, broker_pid: int | None, s3_pid: int, erp_thread: int, smtp_thread: int) -> None:
+        self.broker_pid, self.s3_pid, self.erp_thread, self.smtp_thread = broker_pid, s3_pid, erp_thread, smtp_thread
+
+    def now(self) -> dict[str, float]:
+        erp, smtp = thread_cpu_seconds(self.erp_thread), thread_cpu_seconds(self.smtp_thread)
+        own = sum(os.times()[:2])
+        out = {"broker": tree_cpu_seconds(self.broker_pid) if self.broker_pid else float("nan"),
+               "s3": tree_cpu_seconds(self.s3_pid), "erp": erp, "smtp_server": smtp,
+               "load_generator": own - erp - smtp}
+        return out
+
+    @staticmethod
+    def per_invoice(before: dict[str, float], after: dict[str, float], invoices: int) -> dict[str, float | None]:
+        """ms of CPU per delivered invoice, by component (None: the broker is not ours to measure)."""
+        return {k: (round(1000 * (after[k] - before[k]) / invoices, 1) if invoices and after[k] == after[k] else None)
+                for k in before}
+
+
+INFRA: Infrastructure | None = None  # set by main() once the stack runs
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -286,12 +325,20 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     await p.stop()
     for w in ws:
         w.extra_env = {**env, "CALLBILL_DATA_DIR": str(tmp / f"{w.app_id}-{w.port}-data")}
+    trace_dir = None
+    if MEMTRACE and rate is not None:  # the soak (and the fixed-rate runs): the first worker's memory
+        trace_dir = tmp / f"{run}-memtrace"
+        trace_dir.mkdir()
+        ws[0].extra_env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"), "BENCH_MEMTRACE_DIR": str(trace_dir),
+                                "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY)})
+    for w in ws:
         await asyncio.to_thread(w.start, 180)
     await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle
     pids = [w.proc.pid for w in ws]
     cpu0 = {pid: cpu_seconds(pid) for pid in pids}
     split0 = {pid: cpu_split(pid) for pid in pids}
     tree0 = {pid: tree_cpu_seconds(pid) for pid in pids}
+    infra0 = INFRA.now() if INFRA else None
     bodies, want = workload(n, run)
     sink.clear()
     t0 = time.time()
@@ -309,6 +356,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     cpu = {pid: round(cpu_seconds(pid) - cpu0[pid], 1) for pid in pids}
     split = {pid: [round(b - a, 1) for a, b in zip(split0[pid], cpu_split(pid))] for pid in pids}
     tree = {pid: round(tree_cpu_seconds(pid) - tree0[pid], 1) for pid in pids}  # render children included
+    infra = INFRA.per_invoice(infra0, INFRA.now(), len(got)) if INFRA and infra0 else None
     metrics = httpx.get(w0.url + "/metrics", timeout=10).text
     for w in ws:
         w.stop()
@@ -326,13 +374,38 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         "worker_cpu_seconds": list(cpu.values()), "worker_user_system_cpu_seconds": list(split.values()),
         "callbill_cpu_seconds": list(tree.values()),
         "callbill_cpu_ms_per_invoice": round(1000 * sum(tree.values()) / len(got), 1) if got else None,
+        "infrastructure_cpu_ms_per_invoice": infra,
         "worker_peak_rss_mib": [round(peak.get(p, 0), 1) for p in pids],
         "delivery_pauses_seconds": pauses,
         "pii": pii_scan(sink, logs, metrics),
         "rss_timeline": timeline,  # [seconds, RSS MiB per worker…, delivered so far]
         **({"rss_growth_after_5_min_percent": growth} if (growth := rss_growth(timeline)) is not None else {}),
         **({"profile": prof} if prof is not None else {}),
+        **({"memtrace": memtrace(trace_dir)} if trace_dir else {}),
     }
+
+
+def memtrace(folder: Path, after: float = 300, top: int = 20) -> dict:
+    """What bench/memtrace wrote: the memory timeline (RSS, anonymous, Python's traced, RocksDB's),
+    and the source lines whose live Python allocations grew most from the first snapshot at or
+    after `after` seconds to the last."""
+    import tracemalloc
+
+    timeline = [json.loads(x) for x in (folder / "memory.jsonl").read_text().splitlines()] \
+        if (folder / "memory.jsonl").exists() else []
+    snaps = sorted(folder.glob("snapshot-*.tracemalloc"))
+    start = next((i for i, row in enumerate(timeline) if row["seconds"] >= after), None)
+    grew: list = []
+    if start is not None and start < len(snaps) - 1:
+        first, last = tracemalloc.Snapshot.load(str(snaps[start])), tracemalloc.Snapshot.load(str(snaps[-1]))
+        for d in last.compare_to(first, "lineno")[:top]:
+            frame = d.traceback[0]
+            grew.append([f"{short_path(frame.filename)}:{frame.lineno}", round(d.size_diff / 2**20, 2), d.count_diff])
+    return {"timeline": timeline, "python_growth_mib_by_line": grew}
+
+
+def short_path(path: str) -> str:
+    return re.sub(r".*/site-packages/", "", path).replace(str(ROOT) + "/", "")
 
 
 def rss_growth(timeline: list, after: float = 300) -> float | None:
@@ -403,6 +476,9 @@ async def main() -> int:
     await asyncio.to_thread(s3.start)
     erp = ReferenceErp(token="bench-token", latency_ms=20).start()
     sink = SmtpSink(tmp / "mail").start()
+    global INFRA
+    INFRA = Infrastructure(kafka._proc.pid if kafka and kafka._proc else None, s3._proc.pid,
+                           erp._thread.native_id, sink._thread.native_id)
     env = {"CALLBILL_LOG_LEVEL": "info", "CALLBILL_ERP_URL": erp.url, "CALLBILL_ERP_TOKEN": "bench-token",
            "CALLBILL_STORAGE_URL": f"s3://{s3.bucket}/e2e", "CALLBILL_S3_ENDPOINT_URL": s3.endpoint_url,
            "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _RUN = re.compile(r"(?<![\d+.,/])\d+(?:[ -]\d+)*(?![.,]\d)")
+# 12 digits with at most single spaces or dashes between them: no card number without one
+_CANDIDATE = re.compile(r"\d(?:[ -]?\d){11}")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
 SSN_MASK = "***-**-****"
 EXTRA_MASK = "[redacted]"
@@ -79,6 +81,8 @@ def _mask_run(run: str) -> str:
 
 
 def _cards(text: str) -> str:
+    if not _CANDIDATE.search(text):  # most texts: amounts, dates and numbers too short to be a card
+        return text
     return _RUN.sub(lambda m: _mask_run(m.group(0)) if len(m.group(0)) >= 12 else m.group(0), text)
 
 

@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from runtime.kafka import client_kwargs
+from runtime.partitioning import home_partition
 from runtime.settings import get_settings
 from runtime.topics import topic_name
 from schemas.invoices import kafka_key
@@ -28,7 +28,7 @@ STORY = ("callbill.audit", "callbill.review", "callbill.deliveries", "callbill.r
 
 def partition_for(key: str, partitions: int) -> int:
     """aiokafka's (and the Java client's) default partitioner for a keyed record."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return home_partition(key.encode(), partitions)
 
 
 async def _records(topic: str, key: str, since: datetime | None, bootstrap: str, home: str | None = None) -> list[Any]:

@@ -83,3 +83,22 @@ def test_entries_are_frozen_and_the_kept_ones_bounded():
     assert len(ledger._parsed) == Ledger.KEEP
     assert ledger.get("i-0") == entry and ledger.get("i-0") is not entry  # no longer kept: parsed from the table
     assert ledger.get(f"i-{Ledger.KEEP + 9}") is entry
+
+
+def test_an_equal_value_decoded_afresh_is_the_kept_entry():
+    """A RocksDB store decodes a new dict at every read: equal to what was written, it is the
+    kept entry (not validated again); one changed field anywhere makes it a fresh parse."""
+    import copy
+    import json
+
+    table: dict = {}
+    ledger = Ledger(table, clock=lambda: NOW)
+    entry = billed()
+    ledger.put("i-1", entry)
+    table["i-1"] = json.loads(json.dumps(table["i-1"]))  # what a store's decode gives
+    assert ledger.get("i-1") is entry
+    changed = copy.deepcopy(table["i-1"])
+    changed["invoice"]["notes"] = ["changed by another writer"]
+    table["i-1"] = changed
+    got = ledger.get("i-1")
+    assert got is not entry and got.invoice.notes == ["changed by another writer"]
