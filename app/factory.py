@@ -20,7 +20,7 @@ from app.web import bounces as provider_bounces
 from app.web import documents as document_links
 from app.web import credits as credit_pages
 from app.web.auth import Gate
-from runtime import faust_fixes
+from runtime import faust_fixes, rocksdb_memory
 from runtime import topics as topic_specs
 from runtime.kafka import faust_credentials
 from runtime.logs import configure_logging, get_logger, worker_logging_config
@@ -84,6 +84,7 @@ class CallbillApp(faust.App):
 
 def create_app(settings: Settings, services: Services | None = None) -> CallbillApp:
     faust_fixes.apply()  # before the app exists: see the module
+    rocksdb_memory.apply()
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = Sessions()
@@ -123,6 +124,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Callbill
     app.topics_by_name = topic_specs.declare(app)
     app.sensors.add(SendGuard(app))
     parts, store = settings.topic_partitions, settings.table_store_options()
+    if store:  # rocksdb://: every table partition's database within one budget
+        store = {**store, **rocksdb_memory.shared(settings.rocksdb_memory)}
     ctx = Context(
         settings=settings, topics=app.topics_by_name,
         ledger=Ledger(ledger.define(app, parts, store)), pending=PendingTable(pending.define(app, parts, store)),

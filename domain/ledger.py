@@ -77,7 +77,7 @@ class LedgerEntry(BaseModel):
     invoiceNumber: str | None = None
     invoice: Invoice | None = None
     billingSource: str | None = None
-    draft: Draft | None = None  # ERP mode: what the first request was built from, resent as is
+    draft: Draft | None = None  # ERP mode: what the first request was built from, resent as is; None once issued
     # documents: the stored object and the message that stored it
     documentKey: str | None = None
     document: DocumentStored | None = None

@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(8, ge=1, description="Partitions of the pipeline topics (the unit of parallelism).")
     topic_replication: int = Field(1, ge=1, description="Replication factor for topics callbill creates (3 in production).")
     store: str = Field("memory://", description="Table store: memory:// (tests, demo) or rocksdb:// (production).")
-    rocksdb_write_buffer: int = Field(4 * 1024 * 1024, ge=1024 * 1024, description="rocksdb:// only: bytes of one memtable of each table partition's database (two at most before a flush). Faust's default, 64 MiB and three of them, let a worker's memory grow by gigabytes over a busy hour (docs/performance.md).")
-    rocksdb_block_cache: int = Field(8 * 1024 * 1024, ge=1024 * 1024, description="rocksdb:// only: bytes of the block cache of each table partition's database (Faust's default: 2 GiB each). Reads are mostly of entries written minutes ago, still in a memtable.")
+    rocksdb_write_buffer: int = Field(4 * 1024 * 1024, ge=1024 * 1024, description="rocksdb:// only: bytes of one memtable of each table partition's database (two at most before a flush; all of them within CALLBILL_ROCKSDB_MEMORY). Faust's default, 64 MiB and three of them, let a worker's memory grow by gigabytes over a busy hour (docs/performance.md).")
+    rocksdb_memory: int = Field(64 * 1024 * 1024, ge=8 * 1024 * 1024, description="rocksdb:// only: bytes RocksDB may hold for the whole worker, every table partition together: one block cache they share, which their memtables are charged to (half of it at most). Per-database caches (Faust's default: 2 GiB each) kept filling, one database after another, in a soak (docs/performance.md).")
     data_dir: Path = Field(Path("var/worker"), description="Faust data directory (RocksDB files live here).")
     session_timeout: float = Field(30.0, ge=6, description="Seconds before the group gives a silent (crashed) worker's partitions to others.")
     web_port: int = Field(6066, description="Port of the worker's web server (bridge, health, metrics).")
@@ -372,12 +372,13 @@ class Settings(BaseSettings):
         return hmac.new(base.encode(), b"callbill document links", hashlib.sha256).digest()
 
     def table_store_options(self) -> dict:
-        """The options every table's store is opened with: RocksDB's memory, bounded (Faust's
-        defaults are sized for one large table, not three tables times every partition)."""
+        """The sizes every table's store is opened with: RocksDB's memory, bounded (Faust's
+        defaults are sized for one large table, not three tables times every partition). The
+        shared cache itself is made by the composition root (runtime/rocksdb_memory.py)."""
         if not self.store.startswith("rocksdb://"):
             return {}
         return {"write_buffer_size": self.rocksdb_write_buffer, "max_write_buffer_number": 2,
-                "block_cache_size": self.rocksdb_block_cache}
+                "block_cache_size": self.rocksdb_memory}
 
     @property
     def billable_code_set(self) -> frozenset[str]:

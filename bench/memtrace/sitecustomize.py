@@ -4,7 +4,7 @@ bench.e2e puts this folder on the worker's PYTHONPATH, so Python loads it at sta
 first process to load it (the worker; its render children start after the variable is gone)
 starts tracemalloc and, every BENCH_MEMTRACE_EVERY seconds, dumps a snapshot and appends one
 line to memory.jsonl: RSS and its anonymous part, what tracemalloc traces (Python's own
-allocations), and what RocksDB holds (memtables, block cache, table readers): the RSS growth
+allocations, and what tracing them costs), and what RocksDB holds (memtables, block cache, table readers): the RSS growth
 that neither explains is the C allocator's.
 """
 import os
@@ -53,7 +53,9 @@ if _OUT:
             n += 1
             tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{n:03d}.tracemalloc"))
             line = {"seconds": round(time.monotonic() - started), **_status(),
-                    "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1), "rocksdb_mib": _rocksdb()}
+                    "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1),
+                    "tracemalloc_own_mib": round(tracemalloc.get_tracemalloc_memory() / 2**20, 1),
+                    "rocksdb_mib": _rocksdb()}
             with open(os.path.join(_OUT, "memory.jsonl"), "a") as fh:
                 fh.write(json.dumps(line) + "\n")
 

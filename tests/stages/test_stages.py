@@ -308,6 +308,8 @@ def test_an_erp_400_goes_to_review_once_and_is_not_retried(tmp_path, mail_sink):
     finally:
         erp.stop()
     assert [i["interactionId"] for i in ctx.out("callbill.invoices")] == ["r-ok"]
+    # issued: the draft (kept for resending the first body) is gone from the entry
+    assert ctx.ledger.get("r-ok").invoice is not None and ctx.ledger.get("r-ok").draft is None
     [r] = ctx.out("callbill.review")
     assert (r["interactionId"], r["stage"], r["reason"]) == ("r-bad", "billing", "ERP_REJECTED:UNKNOWN_CUSTOMER")
     assert "400" in r["detail"] and r["interaction"]["interactionId"] == "r-bad"

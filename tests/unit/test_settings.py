@@ -187,7 +187,7 @@ def test_rocksdb_tables_are_opened_with_bounded_memory(monkeypatch):
     monkeypatch.setenv("CALLBILL_STORE", "memory://")
     assert Settings(_env_file=None).table_store_options() == {}
     monkeypatch.setenv("CALLBILL_STORE", "rocksdb://")
-    monkeypatch.setenv("CALLBILL_ROCKSDB_BLOCK_CACHE", str(16 * 1024 * 1024))
+    monkeypatch.setenv("CALLBILL_ROCKSDB_MEMORY", str(16 * 1024 * 1024))
     assert Settings(_env_file=None).table_store_options() == {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
                                                 "block_cache_size": 16 * 1024 * 1024}
     monkeypatch.setenv("CALLBILL_ROCKSDB_WRITE_BUFFER", "1000")
