@@ -27,7 +27,8 @@ BENCH_E2E_PROFILE_RAW=FILE (keep py-spy's raw stacks there),
 BENCH_E2E_SOAK_MINUTES (0: none) at BENCH_E2E_SOAK_RATE (50/s): a soak, the worker's RSS every 10 s
 and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
 BENCH_E2E_MEMTRACE=1 (the fixed-rate runs' worker under tracemalloc, a snapshot and its RSS, Python
-and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace),
+and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace;
+=light: the memory figures without tracemalloc, at full speed),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -76,7 +77,7 @@ SOAK_MINUTES = float(os.environ.get("BENCH_E2E_SOAK_MINUTES", 0))
 SOAK_RATE = float(os.environ.get("BENCH_E2E_SOAK_RATE", 50))
 PII_SAMPLE = 5000  # emails the PII scan parses at most (evenly spread): a soak sends tens of thousands
 STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
-MEMTRACE = os.environ.get("BENCH_E2E_MEMTRACE", "") not in ("", "0")
+MEMTRACE = os.environ.get("BENCH_E2E_MEMTRACE", "") not in ("", "0")  # "light": no tracemalloc, the figures only
 MEMTRACE_EVERY = float(os.environ.get("BENCH_E2E_MEMTRACE_EVERY", 60))
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
@@ -330,7 +331,8 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         trace_dir = tmp / f"{run}-memtrace"
         trace_dir.mkdir()
         ws[0].extra_env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"), "BENCH_MEMTRACE_DIR": str(trace_dir),
-                                "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY)})
+                                "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY),
+                                "BENCH_MEMTRACE_FRAMES": "0" if os.environ.get("BENCH_E2E_MEMTRACE") == "light" else "1"})
     for w in ws:
         await asyncio.to_thread(w.start, 180)
     await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle
@@ -401,7 +403,13 @@ def memtrace(folder: Path, after: float = 300, top: int = 20) -> dict:
         for d in last.compare_to(first, "lineno")[:top]:
             frame = d.traceback[0]
             grew.append([f"{short_path(frame.filename)}:{frame.lineno}", round(d.size_diff / 2**20, 2), d.count_diff])
-    return {"timeline": timeline, "python_growth_mib_by_line": grew}
+    types = {}
+    if start is not None and timeline and "types" in timeline[-1]:
+        first, last = timeline[start].get("types", {}), timeline[-1]["types"]
+        types = dict(sorted(((k, last[k] - first.get(k, 0)) for k in last), key=lambda kv: -kv[1])[:15])
+        for row in timeline:
+            row.pop("types", None)
+    return {"timeline": timeline, "python_growth_mib_by_line": grew, "objects_grown_by_type": types}
 
 
 def short_path(path: str) -> str:

@@ -14,12 +14,15 @@ _OUT = os.environ.pop("BENCH_MEMTRACE_DIR", None)
 if _OUT:
     import gc
     import json
+    import sys
     import threading
     import time
     import tracemalloc
 
     _EVERY = float(os.environ.pop("BENCH_MEMTRACE_EVERY", "300"))
-    tracemalloc.start(int(os.environ.pop("BENCH_MEMTRACE_FRAMES", "1")))
+    _FRAMES = int(os.environ.pop("BENCH_MEMTRACE_FRAMES", "1"))  # 0: no tracemalloc, the figures only
+    if _FRAMES:
+        tracemalloc.start(_FRAMES)
 
     def _status() -> dict:
         out = {}
@@ -45,14 +48,28 @@ if _OUT:
                             pass
         return {k: (round(v / 2**20, 1) if k != "databases" else v) for k, v in sums.items()}
 
+    def _objects() -> dict:
+        """How many objects the collector tracks, and the 30 most numerous types: a type whose
+        count climbs from line to line is what is being kept."""
+        counts: dict[str, int] = {}
+        objects = gc.get_objects()
+        for obj in objects:
+            t = type(obj)
+            name = f"{t.__module__}.{t.__qualname__}"
+            counts[name] = counts.get(name, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:30]
+        return {"gc_objects": len(objects), "types": dict(top)}
+
     def _run() -> None:
         started = time.monotonic()
         n = 0
         while True:
             time.sleep(_EVERY)
             n += 1
-            tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{n:03d}.tracemalloc"))
+            if _FRAMES:
+                tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{n:03d}.tracemalloc"))
             line = {"seconds": round(time.monotonic() - started), **_status(),
+                    "python_blocks": sys.getallocatedblocks(), **_objects(),
                     "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1),
                     "tracemalloc_own_mib": round(tracemalloc.get_tracemalloc_memory() / 2**20, 1),
                     "rocksdb_mib": _rocksdb()}
