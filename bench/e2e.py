@@ -77,7 +77,8 @@ SOAK_MINUTES = float(os.environ.get("BENCH_E2E_SOAK_MINUTES", 0))
 SOAK_RATE = float(os.environ.get("BENCH_E2E_SOAK_RATE", 50))
 PII_SAMPLE = 5000  # emails the PII scan parses at most (evenly spread): a soak sends tens of thousands
 STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; then: stop waiting  # py-spy on the 1-worker run; 0: off
-MEMTRACE = os.environ.get("BENCH_E2E_MEMTRACE", "") not in ("", "0")  # "light": no tracemalloc, the figures only
+MEMTRACE_MODE = os.environ.get("BENCH_E2E_MEMTRACE", "")  # "light": no tracemalloc, the figures only
+MEMTRACE = MEMTRACE_MODE not in ("", "0")
 MEMTRACE_EVERY = float(os.environ.get("BENCH_E2E_MEMTRACE_EVERY", 60))
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
@@ -332,7 +333,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         trace_dir.mkdir()
         ws[0].extra_env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"), "BENCH_MEMTRACE_DIR": str(trace_dir),
                                 "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY),
-                                "BENCH_MEMTRACE_FRAMES": "0" if os.environ.get("BENCH_E2E_MEMTRACE") == "light" else "1"})
+                                "BENCH_MEMTRACE_FRAMES": "0" if MEMTRACE_MODE == "light" else "1"})
     for w in ws:
         await asyncio.to_thread(w.start, 180)
     await asyncio.sleep(3 if workers > 1 else 0)  # let the group settle

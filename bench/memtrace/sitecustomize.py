@@ -16,6 +16,7 @@ if _OUT:
     import json
     import sys
     import threading
+    from collections import Counter
     import time
     import tracemalloc
 
@@ -51,14 +52,9 @@ if _OUT:
     def _objects() -> dict:
         """How many objects the collector tracks, and the 30 most numerous types: a type whose
         count climbs from line to line is what is being kept."""
-        counts: dict[str, int] = {}
         objects = gc.get_objects()
-        for obj in objects:
-            t = type(obj)
-            name = f"{t.__module__}.{t.__qualname__}"
-            counts[name] = counts.get(name, 0) + 1
-        top = sorted(counts.items(), key=lambda kv: -kv[1])[:30]
-        return {"gc_objects": len(objects), "types": dict(top)}
+        counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+        return {"gc_objects": len(objects), "types": dict(counts.most_common(30))}
 
     def _run() -> None:
         started = time.monotonic()
