@@ -19,7 +19,7 @@ from agents.context import Context
 from adapters.erp import ErpInvalidResponse, ErpRejected
 from agents.batching import Batch, Parked, attempt_of, erp_call, park, run_batches
 from agents.routing import event_context, guard_one, parse, source_of
-from agents.series import catch_up_counter, claim, number_locally
+from agents.series import catch_up, catch_up_counter, claim, local_series, number_locally
 from runtime.logs import get_logger
 from domain.billing import Draft, draft, erp_amount_problems, erp_request, issue, vat_for
 from domain.jurisdictions import VatTreatment
@@ -59,8 +59,9 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     entry = ctx.ledger.get(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
     if entry.invoice or entry.state in ISSUED:  # issued once: a later stage's review included
         invoice = entry.invoice
-        if invoice is not None:
-            catch_up_counter(ctx, invoice)
+        if invoice is None or (invoice.issuer == "callbill" and invoice.series != "ERP"):
+            # the number may be all that is left of the numbering after a crash (agents/series.py)
+            catch_up(ctx, entry.invoiceNumber, invoice.series if invoice else local_series(ctx, msg.partition), iid)
         if entry.billingSource == source and invoice is not None:
             # this very message again (crash or rebalance): its invoice may not have landed
             await ctx.publish("callbill.invoices", iid, invoice, wait=False)

@@ -85,8 +85,11 @@ async def document(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     iid = invoice.record_id  # a credit note's records: `<interactionId>~<creditNumber>`
     source = source_of(event)
     now = ctx.clock()
+    # no entry: billing's writes were lost in a crash after the invoice went out. The entry
+    # keeps the invoice, as billing's would have: billing reads it again and keeps its number
+    # (agents/series.py catch_up), and a credit note can still find it.
     entry = ctx.ledger.get(iid) or LedgerEntry(state=State.BILLED, firstSeen=now, updatedAt=now,
-                                          invoiceNumber=invoice.invoiceNumber)
+                                               invoiceNumber=invoice.invoiceNumber, invoice=invoice)
     reissue = header(event, headers.REISSUE)  # callbill replay --force-reissue: render and send again
     # stored once: in any later state, a review by delivery included (re-rendering would
     # overwrite that review's state in the ledger)

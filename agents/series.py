@@ -17,7 +17,7 @@ def number_locally(ctx: Context, partition: int, record: str, prefix: str | None
     """The next number of this partition's series (invoices, or `prefix`'s: credit notes)
     for `record`; the counter moves after the entry. A number another record has claimed is
     skipped (the counter was behind), and is logged: it should never happen."""
-    s = series(prefix or ctx.settings.invoice_prefix, partition, ctx.settings.topic_partitions)
+    s = local_series(ctx, partition, prefix)
     counter = ctx.ledger.table.get(counter_key(s)) or {"seq": 0}
     seq = int(counter["seq"]) + 1
     while (owner := ctx.ledger.table.get(claim_key(invoice_number(s, seq)))) and owner.get("id") != record:
@@ -37,7 +37,37 @@ def catch_up_counter(ctx: Context, invoice: Invoice) -> None:
     if invoice.issuer != "callbill" or invoice.series == "ERP":
         return
     seq = seq_of(invoice.invoiceNumber, invoice.series)
-    key = counter_key(invoice.series)
+    if seq is not None:
+        _move_counter(ctx, invoice.series, seq)
+
+
+def catch_up(ctx: Context, number: str | None, series_: str, record: str) -> None:
+    """An issued entry read again: its number is `record`'s, whatever survived of the numbering.
+
+    After a kill -9 the entry may be all that is left of it: billing's claim, entry and counter
+    writes were lost while the invoice had already been published, and documents wrote the
+    entry afresh from that invoice (tests/integration/test_billing.py, docs/architecture.md). The
+    number is claimed for `record` if nobody has it, and the counter moves past it."""
+    seq = seq_of(number, series_) if number else None
+    if number is None or seq is None:
+        return  # the ERP's number, or another series'
+    table = ctx.ledger.table
+    owner = table.get(claim_key(number))
+    if owner is None:
+        table[claim_key(number)] = {"id": record}
+    elif owner.get("id") != record:
+        log.error("an issued number is claimed by another record",
+                  extra={"stage": "billing", "reason": f"{number} claimed by another record"})
+    _move_counter(ctx, series_, seq)
+
+
+def _move_counter(ctx: Context, series_: str, seq: int) -> None:
+    key = counter_key(series_)
     current = ctx.ledger.table.get(key) or {"seq": 0}
-    if seq is not None and int(current["seq"]) < seq:
+    if int(current["seq"]) < seq:
         ctx.ledger.table[key] = {"seq": seq}
+
+
+def local_series(ctx: Context, partition: int, prefix: str | None = None) -> str:
+    """This partition's series of callbill's own numbers (invoices, or `prefix`'s)."""
+    return series(prefix or ctx.settings.invoice_prefix, partition, ctx.settings.topic_partitions)

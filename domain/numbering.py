@@ -10,11 +10,15 @@ redelivered interaction keeps its number and the counter catches up), or neither
 the invoice is issued, after every check passed, so retries, duplicates and review cases
 never consume one. EU invoicing rules allow "one or more series".
 
+The invoice can reach its topic before these writes reach the changelog. After a kill,
+the entry may then come back only from a later stage that read the invoice; billing reading
+the interaction again keeps that number, claims it and moves the counter past it
+(agents/series.py `catch_up`, docs/architecture.md).
+
 Each number is also claimed (`#number:<number>` -> the interaction), written before the
 entry. Numbering skips a number claimed by another interaction, so even a counter that
-comes back behind its entries (seen twice after a `kill -9` under load, docs/architecture.md)
-never gives one number to two invoices; and the claims let an operator's credit request
-find an invoice's interaction from its number.
+comes back behind its entries never gives one number to two invoices; and the claims let an
+operator's credit request find an invoice's interaction from its number.
 """
 from __future__ import annotations
 

@@ -119,6 +119,7 @@ def test_numbers_are_gap_free_per_series_across_kill_9(make_worker, kafka_bootst
     read_topic(kafka_bootstrap, w.topic("callbill.invoices"), until=lambda m: len(m) >= 200, timeout=60)
     produce(kafka_bootstrap, w.topic("callbill.billable"), [(f"k-{i}", billable(f"k-{i}")) for i in range(n // 2, n)])
     w.stop(signal.SIGKILL)
+    committed = committed_offsets(kafka_bootstrap, w.app_id, w.topic("callbill.billable"), 3)
     w.start()
     # the worker also renders and mails these 3,000 invoices meanwhile: allow for a slow machine
     got = invoices(kafka_bootstrap, w, n, timeout=240)
@@ -128,12 +129,17 @@ def test_numbers_are_gap_free_per_series_across_kill_9(make_worker, kafka_bootst
         by_iid[inv["interactionId"]].add(inv["invoiceNumber"])
         by_number[inv["invoiceNumber"]].add(inv["interactionId"])
     log = rebalances(w)
-    if "behind its numbers" in log:  # the guard held (no reuse), but say so: the cause is still open
+    if "behind its numbers" in log:  # the claims held (no reuse), but say so: the counter should not lag
         warnings.warn("a series counter came back behind its numbers after the kill:\n" + log, stacklevel=1)
     assert len(by_iid) == n
-    assert all(len(v) == 1 for v in by_iid.values()), "an interaction got two numbers\n" + log
+    two = {iid: sorted(numbers) for iid, numbers in by_iid.items() if len(numbers) > 1}
+    assert not two, (f"interactions given two numbers: {dict(list(two.items())[:5])}\n{log}\n"
+                     f"billable offsets committed at the kill: {committed}\n"
+                     + changelog_story(kafka_bootstrap, w, [num for v in list(two.values())[:5] for num in v], list(two)[:5]))
     twice = {number: sorted(iids) for number, iids in by_number.items() if len(iids) > 1}
-    assert not twice, f"numbers used twice: {dict(list(twice.items())[:5])}\n{log}"
+    assert not twice, (f"numbers used twice: {dict(list(twice.items())[:5])}\n{log}\n"
+                       f"billable offsets committed at the kill: {committed}\n"
+                       + changelog_story(kafka_bootstrap, w, list(twice)[:5], [i for v in list(twice.values())[:5] for i in v]))
     series: dict[str, list[int]] = defaultdict(list)
     for number in by_number:
         s, _, seq = number.rpartition("-")
@@ -149,6 +155,72 @@ def rebalances(w) -> str:
     marks = ("Joined group", "Revoking", "Restoring state", "Reading Starts", "behind its numbers")
     lines = [ln[:400] for ln in w.log_path.read_text(errors="replace").splitlines() if any(m in ln for m in marks)]
     return "\n".join(lines[-60:])
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offsets on `topic` (partition -> next offset to read)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> dict[int, int | None]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await c.start()
+        try:
+            return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
+        finally:
+            await c.stop()
+
+    return asyncio.run(read())
+
+
+def records(bootstrap: str, topic: str) -> list[tuple[int, int, object, object]]:
+    """Every record of `topic` as (partition, offset, key, value), JSON decoded where it is."""
+    from aiokafka import AIOKafkaConsumer
+
+    from runtime.topics import assign_from_start
+
+    def loads(raw: bytes | None):
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw.decode(errors="replace")
+
+    async def read() -> list[tuple[int, int, object, object]]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await c.start()
+        try:
+            tps = await assign_from_start(c, topic, wait=10)
+            ends = await c.end_offsets(tps)
+            out, done = [], {tp for tp in tps if ends[tp] == 0}
+            while len(done) < len(tps):
+                for tp, msgs in (await c.getmany(timeout_ms=1000)).items():
+                    out.extend((m.partition, m.offset, loads(m.key), loads(m.value)) for m in msgs)
+                    if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                        done.add(tp)
+            return out
+        finally:
+            await c.stop()
+
+    return asyncio.run(read())
+
+
+def changelog_story(bootstrap: str, w, numbers: list[str], iids: list[str]) -> str:
+    """What the ledger's changelog holds of numbers given twice: their claims, the entries of
+    the interactions involved and every step back of their series' counters, with partitions
+    and offsets, beside the interactions' own offsets on callbill.billable. Tells a write that
+    never reached Kafka from one that did and was not restored (docs/architecture.md)."""
+    wanted = {f"#number:{n}" for n in numbers} | set(iids)
+    series = {"#series:" + n.rpartition("-")[0] for n in numbers}
+    lines = [f"billable: {[(k, p, o) for p, o, k, _ in records(bootstrap, w.topic('callbill.billable')) if k in iids]}"]
+    last: dict[object, int] = {}
+    for p, o, key, value in records(bootstrap, f"{w.app_id}-ledger-changelog"):
+        if key in series and isinstance(value, dict):
+            if int(value["seq"]) < last.get(key, 0):
+                lines.append(f"p{p}@{o} {key} {value['seq']} <- back from {last[key]}")
+            last[key] = max(last.get(key, 0), int(value["seq"]))
+        elif key in wanted:
+            v = value if isinstance(value, dict) else {}
+            lines.append(f"p{p}@{o} {key} {v.get('id') or (v.get('state'), v.get('invoiceNumber'), v.get('billingSource'))}")
+    return "changelog:\n" + "\n".join(lines[:300])
 
 
 def metric(w, name: str, **labels) -> float:

@@ -183,6 +183,43 @@ def test_a_stale_series_counter_never_gives_a_number_twice(tmp_path, mail_sink):
     assert ctx.ledger.table[counter_key("INV00")] == {"seq": 4}
 
 
+def test_billings_writes_lost_after_the_invoice_went_out_keep_one_number_per_invoice(tmp_path, mail_sink):
+    """The kill test's case (tests/integration/test_billing.py): the invoice of `lw-1` was
+    published, then the worker was killed before billing's claim, entry and counter reached the
+    changelog, and before any offset was committed. Read again, documents meets the invoice
+    first and writes the entry from it; then billing reads `lw-1` again. It keeps its number,
+    the claim and the counter catch up, and the next interaction gets the next number (it got
+    `lw-1`'s before: two invoices with one number). The invoice can still be credited."""
+    ctx = make_context(tmp_path, smtp_url=smtp(mail_sink))
+
+    async def go():
+        async with Pipeline(ctx) as p:
+            await load(p, [cust("C-1", email="c1@example.com")])
+            for iid in ("lw-0", "lw-1"):
+                await invoiced(p, iid, "C-1")
+            # what the changelog kept: nothing billing, documents or delivery wrote for lw-1
+            for key in ("lw-1", "#number:INV00-000002"):
+                ctx.ledger.table.pop(key, None)
+            ctx.ledger.table[counter_key("INV00")] = {"seq": 1}
+            await p.again("callbill.invoices", 1)
+            await p.settle()
+            assert ctx.ledger.get("lw-1").invoice.invoiceNumber == "INV00-000002"  # from the invoice read again
+            await p.again("callbill.billable", 1)
+            await p.send("callbill.billable", billable("lw-2", "C-1"))
+            await p.settle()
+            await p.send("callbill.credit-requests", request("lw-1", "INV00-000002", amount=D("1.00")))
+            await p.settle()
+    asyncio.run(go())
+    numbers: dict[str, set[str]] = {}
+    for i in ctx.out("callbill.invoices"):
+        if i.get("documentType") != "creditNote":
+            numbers.setdefault(i["interactionId"], set()).add(i["invoiceNumber"])
+    assert numbers == {"lw-0": {"INV00-000001"}, "lw-1": {"INV00-000002"}, "lw-2": {"INV00-000003"}}
+    assert ctx.ledger.table["#number:INV00-000002"] == {"id": "lw-1"}
+    assert ctx.ledger.table[counter_key("INV00")] == {"seq": 3}
+    assert [o["status"] for o in outcomes(ctx)] == ["ISSUED"], outcomes(ctx)
+
+
 def test_with_an_erp_the_erp_issues_the_credit_note_under_the_same_key(tmp_path, mail_sink):
     erp = ReferenceErp(token="erp-token").start()
     try:
