@@ -56,6 +56,36 @@ if _OUT:
         counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
         return {"gc_objects": len(objects), "types": dict(counts.most_common(30))}
 
+    def _pymalloc() -> dict:
+        """Python's allocator, from sys._debugmallocstats (which writes to fd 2): arenas held
+        against bytes in use. Arenas climbing while the bytes in use stay flat is fragmentation."""
+        import re
+        import tempfile
+
+        wanted = {"arenas allocated current": "arenas", "bytes in allocated blocks": "allocated_mib",
+                  "bytes in available blocks": "available_mib", "arenas highwater mark": "arenas_highwater"}
+        with tempfile.TemporaryFile(mode="w+") as tmp:
+            saved = os.dup(2)
+            try:
+                sys.stderr.flush()
+                os.dup2(tmp.fileno(), 2)
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            text = tmp.read()
+        out = {}
+        for label, key in wanted.items():
+            m = re.search(r"# " + re.escape(label) + r"\s*=\s*([\d,]+)", text)
+            if m:
+                value = int(m.group(1).replace(",", ""))
+                out[key] = round(value / 2**20, 1) if key.endswith("_mib") else value
+        m = re.search(r"(\d+) unused pools", text)
+        if m:
+            out["unused_pools"] = int(m.group(1))
+        return out
+
     def _run() -> None:
         started = time.monotonic()
         n = 0
@@ -65,7 +95,7 @@ if _OUT:
             if _FRAMES:
                 tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{n:03d}.tracemalloc"))
             line = {"seconds": round(time.monotonic() - started), **_status(),
-                    "python_blocks": sys.getallocatedblocks(), **_objects(),
+                    "python_blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), **_objects(),
                     "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1),
                     "tracemalloc_own_mib": round(tracemalloc.get_tracemalloc_memory() / 2**20, 1),
                     "rocksdb_mib": _rocksdb()}
