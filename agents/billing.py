@@ -59,9 +59,9 @@ async def bill(ctx: Context, event: faust.EventT, batch: Batch) -> None:
     entry = ctx.ledger.get(iid) or LedgerEntry(state=State.RECEIVED, firstSeen=now, updatedAt=now, source=source)
     if entry.invoice or entry.state in ISSUED:  # issued once: a later stage's review included
         invoice = entry.invoice
-        if invoice is None or (invoice.issuer == "callbill" and invoice.series != "ERP"):
-            # the number may be all that is left of the numbering after a crash (agents/series.py)
-            catch_up(ctx, entry.invoiceNumber, invoice.series if invoice else local_series(ctx, msg.partition), iid)
+        # the number may be all that is left of the numbering after a crash (agents/series.py);
+        # an ERP's number is not of the partition's series and is left alone
+        catch_up(ctx, entry.invoiceNumber, local_series(ctx, msg.partition), iid)
         if entry.billingSource == source and invoice is not None:
             # this very message again (crash or rebalance): its invoice may not have landed
             await ctx.publish("callbill.invoices", iid, invoice, wait=False)

@@ -48,8 +48,7 @@ def catch_up(ctx: Context, number: str | None, series_: str, record: str) -> Non
     writes were lost while the invoice had already been published, and documents wrote the
     entry afresh from that invoice (tests/integration/test_billing.py, docs/architecture.md). The
     number is claimed for `record` if nobody has it, and the counter moves past it."""
-    seq = seq_of(number, series_) if number else None
-    if number is None or seq is None:
+    if not number or (seq := seq_of(number, series_)) is None:
         return  # the ERP's number, or another series'
     table = ctx.ledger.table
     owner = table.get(claim_key(number))
