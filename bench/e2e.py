@@ -28,7 +28,8 @@ BENCH_E2E_SOAK_MINUTES (0: none) at BENCH_E2E_SOAK_RATE (50/s): a soak, the work
 and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
 BENCH_E2E_MEMTRACE=1 (the fixed-rate runs' worker under tracemalloc, a snapshot and its RSS, Python
 and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace;
-=light: the memory figures without tracemalloc, at full speed),
+=light: the memory figures without tracemalloc, at full speed; BENCH_E2E_MEMTRACE_CENSUS_AT=SECONDS:
+once, at that time, which objects hold the arenas used least, bench/memtrace),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """
@@ -80,6 +81,7 @@ STALL_SECONDS, GIVE_UP_SECONDS = 60, 600  # no delivery that long: task dump; th
 MEMTRACE_MODE = os.environ.get("BENCH_E2E_MEMTRACE", "")  # "light": no tracemalloc, the figures only
 MEMTRACE = MEMTRACE_MODE not in ("", "0")
 MEMTRACE_EVERY = float(os.environ.get("BENCH_E2E_MEMTRACE_EVERY", 60))
+MEMTRACE_CENSUS_AT = os.environ.get("BENCH_E2E_MEMTRACE_CENSUS_AT", "0")
 WORKERS = [int(x) for x in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",") if x]
 PARTITIONS = 8
 CARD = re.compile(r"\b(?:\d[ -]?){15}\d\b")
@@ -332,7 +334,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
         trace_dir = tmp / f"{run}-memtrace"
         trace_dir.mkdir()
         ws[0].extra_env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"), "BENCH_MEMTRACE_DIR": str(trace_dir),
-                                "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY),
+                                "BENCH_MEMTRACE_EVERY": str(MEMTRACE_EVERY), "BENCH_MEMTRACE_CENSUS_AT": MEMTRACE_CENSUS_AT,
                                 "BENCH_MEMTRACE_FRAMES": "0" if MEMTRACE_MODE == "light" else "1"})
     for w in ws:
         await asyncio.to_thread(w.start, 180)
@@ -405,12 +407,16 @@ def memtrace(folder: Path, after: float = 300, top: int = 20) -> dict:
             frame = d.traceback[0]
             grew.append([f"{short_path(frame.filename)}:{frame.lineno}", round(d.size_diff / 2**20, 2), d.count_diff])
     types = {}
-    if start is not None and timeline and "types" in timeline[-1]:
-        first, last = timeline[start].get("types", {}), timeline[-1]["types"]
+    dbs = max((row.get("rocksdb_mib", {}).get("databases", 0) for row in timeline), default=0)
+    live = [row for row in timeline if row.get("rocksdb_mib", {}).get("databases", 0) == dbs]  # not closing
+    if start is not None and live and "types" in live[-1]:
+        first, last = timeline[start].get("types", {}), live[-1]["types"]
         types = dict(sorted(((k, last[k] - first.get(k, 0)) for k in last), key=lambda kv: -kv[1])[:15])
         for row in timeline:
             row.pop("types", None)
-    return {"timeline": timeline, "python_growth_mib_by_line": grew, "objects_grown_by_type": types}
+    census = json.loads((folder / "census.json").read_text()) if (folder / "census.json").exists() else None
+    return {"timeline": timeline, "python_growth_mib_by_line": grew, "objects_grown_by_type": types,
+            **({"census": census} if census else {})}
 
 
 def short_path(path: str) -> str:

@@ -22,6 +22,7 @@ if _OUT:
 
     _EVERY = float(os.environ.pop("BENCH_MEMTRACE_EVERY", "300"))
     _FRAMES = int(os.environ.pop("BENCH_MEMTRACE_FRAMES", "1"))  # 0: no tracemalloc, the figures only
+    _CENSUS_AT = float(os.environ.pop("BENCH_MEMTRACE_CENSUS_AT", "0"))  # seconds; 0: no census
     if _FRAMES:
         tracemalloc.start(_FRAMES)
 
@@ -86,6 +87,57 @@ if _OUT:
             out["unused_pools"] = int(m.group(1))
         return out
 
+    def _census() -> dict:
+        """Which objects hold Python's arenas: every object reachable from the collector's, put
+        in the 1 MiB window its address falls in (an arena, near enough), and, for the windows
+        used least (an arena freed by all but a few objects is kept whole for them), what
+        those objects are. Only objects that existed before it started are counted: its own
+        bookkeeping is allocated after, so it cannot count itself."""
+        have_gc = 1 << 14  # Py_TPFLAGS_HAVE_GC: the block starts at the collector's header
+        roots = gc.get_objects()
+        seen: set = set()
+        windows: dict = {}
+        stack = list(roots)
+        while stack:
+            o = stack.pop()
+            i = id(o)
+            if i in seen:
+                continue
+            seen.add(i)
+            t = type(o)
+            try:
+                size = sys.getsizeof(o)
+            except Exception:  # noqa: BLE001 - an object that will not say
+                continue
+            if size <= 512:  # pymalloc's blocks; larger ones are the C allocator's
+                w = windows.get(i >> 20)
+                if w is None:
+                    w = windows[i >> 20] = [0, Counter()]
+                w[0] += (size + 15) & ~15
+                if t is dict:
+                    keys = [k for k in list(o)[:4] if isinstance(k, str)]
+                    name = "dict{" + ",".join(keys) + "}"
+                elif t is tuple:
+                    name = f"tuple{len(o)}:" + ",".join(type(x).__name__ for x in o[:3])
+                else:
+                    name = f"{t.__module__}.{t.__qualname__}"
+                w[1][name] += 1
+            if t.__flags__ & have_gc:
+                stack.extend(r for r in gc.get_referents(o) if not gc.is_tracked(r))  # the tracked are roots
+        del roots, stack, seen
+        rows = sorted(windows.values(), key=lambda w: w[0])
+        bands = Counter(min(9, w[0] * 10 >> 20) for w in rows)  # tenths of a window in use
+        sparse = [w for w in rows if w[0] < 0.3 * 2**20]
+        held = Counter()
+        for w in sparse:
+            held.update(w[1])
+        return {"windows": len(rows), "counted_mib": round(sum(w[0] for w in rows) / 2**20, 1),
+                "windows_by_tenths_used": {f"{k / 10:.1f}": v for k, v in sorted(bands.items())},
+                "sparse_windows": len(sparse), "sparse_mib": round(sum(w[0] for w in sparse) / 2**20, 1),
+                "sparse_objects_by_kind": dict(held.most_common(40))}
+
+    _census_done = [False]
+
     def _run() -> None:
         started = time.monotonic()
         n = 0
@@ -101,5 +153,10 @@ if _OUT:
                     "rocksdb_mib": _rocksdb()}
             with open(os.path.join(_OUT, "memory.jsonl"), "a") as fh:
                 fh.write(json.dumps(line) + "\n")
+            if _CENSUS_AT and line["seconds"] >= _CENSUS_AT:
+                census, _census_done[0] = (_census() if not _census_done[0] else None), True
+                if census:
+                    with open(os.path.join(_OUT, "census.json"), "w") as fh:
+                        json.dump({"seconds": line["seconds"], **census}, fh)
 
     threading.Thread(target=_run, name="bench-memtrace", daemon=True).start()
