@@ -28,7 +28,8 @@ BENCH_E2E_SOAK_MINUTES (0: none) at BENCH_E2E_SOAK_RATE (50/s): a soak, the work
 and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
 BENCH_E2E_MEMTRACE=1 (the fixed-rate runs' worker under tracemalloc, a snapshot and its RSS, Python
 and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace;
-=light: the memory figures without tracemalloc, at full speed; BENCH_E2E_MEMTRACE_CENSUS_AT=SECONDS:
+=light: the memory figures and the collector's time without tracemalloc, at full speed, the bursts
+too; BENCH_E2E_MEMTRACE_CENSUS_AT=SECONDS:
 once, at that time, which objects hold the arenas used least, bench/memtrace),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
@@ -330,7 +331,7 @@ async def run_once(bootstrap: str, tmp: Path, env: dict, workers: int, n: int, r
     for w in ws:
         w.extra_env = {**env, "CALLBILL_DATA_DIR": str(tmp / f"{w.app_id}-{w.port}-data")}
     trace_dir = None
-    if MEMTRACE and rate is not None:  # the soak (and the fixed-rate runs): the first worker's memory
+    if MEMTRACE and (rate is not None or MEMTRACE_MODE == "light"):  # the first worker's memory (a burst: light only)
         trace_dir = tmp / f"{run}-memtrace"
         trace_dir.mkdir()
         ws[0].extra_env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"), "BENCH_MEMTRACE_DIR": str(trace_dir),
@@ -415,8 +416,9 @@ def memtrace(folder: Path, after: float = 300, top: int = 20) -> dict:
         for row in timeline:
             row.pop("types", None)
     census = json.loads((folder / "census.json").read_text()) if (folder / "census.json").exists() else None
+    collector = live[-1].get("gc") if live else None  # the collector's time by generation, to the end
     return {"timeline": timeline, "python_growth_mib_by_line": grew, "objects_grown_by_type": types,
-            **({"census": census} if census else {})}
+            **({"gc": collector} if collector else {}), **({"census": census} if census else {})}
 
 
 def short_path(path: str) -> str:

@@ -26,6 +26,23 @@ if _OUT:
     if _FRAMES:
         tracemalloc.start(_FRAMES)
 
+    _gc = {"seconds": [0.0, 0.0, 0.0], "collections": [0, 0, 0], "longest": [0.0, 0.0, 0.0]}
+    _gc_started = [0.0]
+
+    def _on_gc(phase: str, info: dict) -> None:
+        """The time the collector takes, by generation: its pauses hold the event loop like any
+        other work, and py-spy charges them to whatever frame allocated last."""
+        if phase == "start":
+            _gc_started[0] = time.perf_counter()
+            return
+        g = info["generation"]
+        took = time.perf_counter() - _gc_started[0]
+        _gc["seconds"][g] += took
+        _gc["collections"][g] += 1
+        _gc["longest"][g] = max(_gc["longest"][g], took)
+
+    gc.callbacks.append(_on_gc)
+
     def _status() -> dict:
         out = {}
         with open("/proc/self/status") as fh:
@@ -148,6 +165,8 @@ if _OUT:
                 tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{n:03d}.tracemalloc"))
             line = {"seconds": round(time.monotonic() - started), **_status(),
                     "python_blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), **_objects(),
+                    "gc": {"seconds": [round(x, 3) for x in _gc["seconds"]], "collections": list(_gc["collections"]),
+                           "longest_ms": [round(1000 * x, 1) for x in _gc["longest"]]},
                     "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1),
                     "tracemalloc_own_mib": round(tracemalloc.get_tracemalloc_memory() / 2**20, 1),
                     "rocksdb_mib": _rocksdb()}
