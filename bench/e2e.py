@@ -29,8 +29,8 @@ and its growth after the first 5 minutes (`rss_growth_after_5_min_percent`),
 BENCH_E2E_MEMTRACE=1 (the fixed-rate runs' worker under tracemalloc, a snapshot and its RSS, Python
 and RocksDB memory every BENCH_E2E_MEMTRACE_EVERY seconds, 60: which lines grow, bench/memtrace;
 =light: the memory figures and the collector's time without tracemalloc, at full speed, the bursts
-too; BENCH_E2E_MEMTRACE_CENSUS_AT=SECONDS:
-once, at that time, which objects hold the arenas used least, bench/memtrace),
+too), BENCH_E2E_MEMTRACE_CENSUS_AT=SECONDS (once, at that time, which objects hold the arenas
+Python uses least: bench/memtrace),
 BENCH_E2E_WORKER_ENV ("CALLBILL_RENDER_PROCESSES=0,…": worker settings of a variant).
 Results: bench/results/e2e-<time>.json.
 """

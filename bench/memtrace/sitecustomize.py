@@ -26,17 +26,16 @@ if _OUT:
     if _FRAMES:
         tracemalloc.start(_FRAMES)
 
-    _gc = {"seconds": [0.0, 0.0, 0.0], "collections": [0, 0, 0], "longest": [0.0, 0.0, 0.0]}
-    _gc_started = [0.0]
+    _gc = {"seconds": [0.0, 0.0, 0.0], "collections": [0, 0, 0], "longest": [0.0, 0.0, 0.0], "started": 0.0}
 
     def _on_gc(phase: str, info: dict) -> None:
         """The time the collector takes, by generation: its pauses hold the event loop like any
         other work, and py-spy charges them to whatever frame allocated last."""
         if phase == "start":
-            _gc_started[0] = time.perf_counter()
+            _gc["started"] = time.perf_counter()
             return
         g = info["generation"]
-        took = time.perf_counter() - _gc_started[0]
+        took = time.perf_counter() - _gc["started"]
         _gc["seconds"][g] += took
         _gc["collections"][g] += 1
         _gc["longest"][g] = max(_gc["longest"][g], took)
@@ -153,11 +152,10 @@ if _OUT:
                 "sparse_windows": len(sparse), "sparse_mib": round(sum(w[0] for w in sparse) / 2**20, 1),
                 "sparse_objects_by_kind": dict(held.most_common(40))}
 
-    _census_done = [False]
-
     def _run() -> None:
         started = time.monotonic()
         n = 0
+        census_due = _CENSUS_AT > 0
         while True:
             time.sleep(_EVERY)
             n += 1
@@ -172,10 +170,9 @@ if _OUT:
                     "rocksdb_mib": _rocksdb()}
             with open(os.path.join(_OUT, "memory.jsonl"), "a") as fh:
                 fh.write(json.dumps(line) + "\n")
-            if _CENSUS_AT and line["seconds"] >= _CENSUS_AT:
-                census, _census_done[0] = (_census() if not _census_done[0] else None), True
-                if census:
-                    with open(os.path.join(_OUT, "census.json"), "w") as fh:
-                        json.dump({"seconds": line["seconds"], **census}, fh)
+            if census_due and line["seconds"] >= _CENSUS_AT:
+                census_due = False
+                with open(os.path.join(_OUT, "census.json"), "w") as fh:
+                    json.dump({"seconds": line["seconds"], **_census()}, fh)
 
     threading.Thread(target=_run, name="bench-memtrace", daemon=True).start()
